@@ -1,0 +1,59 @@
+# Thin wrappers over the Python entry points. Everything installs into ./.venv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast bench soak export up down status lint validate clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v java >/dev/null 2>&1 || { echo "== installing Java 17 for TorchServe (apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) \
+	  || { echo "Java is missing and apt failed: install a Java 17 runtime"; exit 1; }; }
+	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q --no-deps tensorflow-serving-api==2.21.0
+	@touch $(STAMP)
+
+# The README's test command. Installs what it needs, including the offline deployment checkers.
+test: install
+	bash scripts/install-validators.sh
+	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests -m "not integration and not e2e"
+
+# The README's main command: the comparison benchmark on the native stack.
+bench: install
+	$(PY) -m loadtest bench $(ARGS)
+
+soak: install
+	$(PY) -m loadtest soak $(ARGS)
+
+export: install
+	$(PY) -m export $(ARGS)
+
+up: install
+	$(PY) -m stack up
+
+down:
+	$(PY) -m stack down
+
+status:
+	$(PY) -m stack status
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy export gateway stack loadtest
+
+validate: install
+	bash scripts/install-validators.sh
+	$(PY) -m pytest tests/deploy
+
+clean:
+	rm -rf .run reports runs

@@ -1,0 +1,98 @@
+"""TorchServe handler for the digits MLP (packed into the .mar; must import nothing from this project).
+
+Request body: `{"instances": [[64 floats], ...]}` (TF Serving's row format). Answer per request:
+`{"predictions": [[10 probabilities], ...]}`. All valid requests of a TorchServe batch go through one forward
+pass; a malformed request gets HTTP 400 and `{"error": "..."}` for itself only, not for its batch neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_FILE = "signature.json"
+
+
+class RequestError(ValueError):
+    """A request this handler refuses: HTTP 400 with the message."""
+
+
+def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[list[float]]:
+    """Validate one request body; return its rows or raise RequestError saying what is wrong."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError("request body is not UTF-8 text") from exc
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(body, dict) or "instances" not in body:
+        raise RequestError('expected a JSON object {"instances": [[...], ...]}')
+    rows = body["instances"]
+    if not isinstance(rows, list) or not rows:
+        raise RequestError("'instances' must be a non-empty list of rows")
+    if len(rows) > max_rows:
+        raise RequestError(f"'instances' has {len(rows)} rows; at most {max_rows} are accepted")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise RequestError(f"instance {i} is not a list of {n_features} numbers")
+        if len(row) != n_features:
+            raise RequestError(f"instance {i} has {len(row)} values; expected {n_features}")
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise RequestError(f"instance {i} value {j} is not a number: {value!r}")
+            if not math.isfinite(value):
+                raise RequestError(f"instance {i} value {j} is not finite: {value!r}")
+    return rows
+
+
+class DigitsHandler(BaseHandler):
+    """Batches every valid request of a TorchServe batch into one forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n_features = 64
+
+    def initialize(self, context: Any) -> None:
+        super().initialize(context)
+        model_dir = context.system_properties.get("model_dir", ".")
+        path = os.path.join(model_dir, SIGNATURE_FILE)
+        if os.path.exists(path):
+            with open(path) as fh:
+                self.n_features = int(json.load(fh)["n_features"])
+        torch.set_num_threads(int(os.environ.get("DIGITS_TORCH_THREADS", "1")))
+        self.initialized = True
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        parsed: list[list[list[float]] | None] = []
+        responses: list[Any] = [None] * len(data)
+        for idx, request in enumerate(data):
+            body = request.get("body", request.get("data")) if isinstance(request, dict) else request
+            try:
+                parsed.append(parse_instances(body, self.n_features))
+            except RequestError as exc:
+                parsed.append(None)
+                responses[idx] = {"error": str(exc)}
+                if context is not None:
+                    context.set_response_status(code=400, phrase="Bad Request", idx=idx)
+        rows = [row for item in parsed if item is not None for row in item]
+        if rows:
+            with torch.inference_mode():
+                probs = self.model(torch.tensor(rows, dtype=torch.float32, device=self.device)).cpu().tolist()
+            offset = 0
+            for idx, item in enumerate(parsed):
+                if item is not None:
+                    responses[idx] = {"predictions": probs[offset : offset + len(item)]}
+                    offset += len(item)
+        return responses

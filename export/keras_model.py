@@ -1,0 +1,94 @@
+"""The Keras side: the same MLP, training, SavedModel export in TF Serving's layout, warm-up records."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from export.data import DigitsSplit  # noqa: E402
+
+INPUT_NAME = "features"  # the signature's input; unnamed, Keras 3 calls it `keras_tensor`
+OUTPUT_NAME = "output_0"  # Keras 3's name for the single output of the serving signature
+SIGNATURE = "serving_default"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+
+
+def build_mlp(n_features: int = 64, n_classes: int = 10) -> keras.Model:
+    inputs = keras.Input(shape=(n_features,), name=INPUT_NAME, dtype="float32")
+    x = keras.layers.Dense(64, activation="relu", name="dense_1")(inputs)
+    x = keras.layers.Dense(64, activation="relu", name="dense_2")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="digits_mlp")
+
+
+def train(
+    split: DigitsSplit, epochs: int = 60, seed: int = 0, log_dir: Path | None = None, verbose: bool = True
+) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir))] if log_dir is not None else []
+    model.fit(
+        split.x_train,
+        split.y_train,
+        validation_data=(split.x_test, split.y_test),
+        epochs=epochs,
+        batch_size=32,
+        verbose=2 if verbose else 0,
+        callbacks=callbacks,
+    )
+    return model
+
+
+def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model(np.asarray(x, dtype=np.float32), training=False))
+
+
+def export_savedmodel(model: keras.Model, version_dir: Path, warmup_rows: np.ndarray, model_name: str) -> Path:
+    """Write `<base>/<name>/<version>/` atomically: TF Serving must never see a half-written version."""
+    version_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=version_dir.parent))
+    try:
+        target = staging / "model"
+        model.export(str(target), format="tf_saved_model", verbose=False)
+        write_warmup_requests(target / WARMUP_FILE, warmup_rows, model_name)
+        if version_dir.exists():
+            shutil.rmtree(version_dir)
+        target.rename(version_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return version_dir
+
+
+def write_warmup_requests(path: Path, rows: np.ndarray, model_name: str) -> None:
+    """TF Serving replays these PredictionLog records at load time (SavedModel warm-up)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in (rows[:1], rows[:8]):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE)
+            )
+            request.inputs[INPUT_NAME].CopyFrom(tf.make_tensor_proto(batch.astype(np.float32)))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def load_serving_fn(version_dir: Path):  # type: ignore[no-untyped-def]
+    """The exported signature, loaded back with the TensorFlow runtime (no Keras involved)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(version_dir))
+    return loaded, loaded.signatures[SIGNATURE]

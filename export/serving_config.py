@@ -1,0 +1,85 @@
+"""Server configuration files written next to the models, from the one source of truth (`.env`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stack.config import TF_MODEL_BASE, TORCH_MODEL_STORE, StackConfig
+
+TF_MODELS_CONFIG = TF_MODEL_BASE / "models.config"
+TF_BATCHING_CONFIG = TF_MODEL_BASE / "batching.config"
+TF_MONITORING_CONFIG = TF_MODEL_BASE / "monitoring.config"
+TS_CONFIG = TORCH_MODEL_STORE / "config.properties"
+
+
+def tf_models_config(cfg: StackConfig, base_path: str = "/models") -> str:
+    return (
+        "model_config_list {\n"
+        "  config {\n"
+        f'    name: "{cfg.model_name}"\n'
+        f'    base_path: "{base_path}/{cfg.model_name}"\n'
+        '    model_platform: "tensorflow"\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def tf_batching_config(max_batch_size: int, batch_timeout_micros: int, threads: int = 2) -> str:
+    # Field names are TF Serving's BatchingParameters.
+    return (
+        f"max_batch_size {{ value: {max_batch_size} }}\n"
+        f"batch_timeout_micros {{ value: {batch_timeout_micros} }}\n"
+        f"max_enqueued_batches {{ value: 1000 }}\n"
+        f"num_batch_threads {{ value: {threads} }}\n"
+    )
+
+
+def tf_monitoring_config() -> str:
+    return 'prometheus_config {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n'
+
+
+def ts_config_properties(cfg: StackConfig) -> str:
+    """Loopback addresses for native use; containers override them through TS_* environment variables."""
+    models = {
+        cfg.model_name: {
+            f"{cfg.model_version}.0": {
+                "defaultVersion": True,
+                "marName": f"{cfg.model_name}.mar",
+                "minWorkers": cfg.ts_workers,
+                "maxWorkers": cfg.ts_workers,
+                "batchSize": cfg.ts_batch_size,
+                "maxBatchDelay": cfg.ts_max_batch_delay_ms,
+                "responseTimeout": 30,
+            }
+        }
+    }
+    lines = [
+        f"inference_address=http://127.0.0.1:{cfg.ts_inference_port}",
+        f"management_address=http://127.0.0.1:{cfg.ts_management_port}",
+        f"metrics_address=http://127.0.0.1:{cfg.ts_metrics_port}",
+        "metrics_mode=prometheus",
+        "enable_envvars_config=true",
+        "disable_token_authorization=true",
+        "install_py_dep_per_model=false",
+        "default_workers_per_model=1",
+        "job_queue_size=1000",
+        "model_store=/home/model-server/model-store",
+        f"load_models={cfg.model_name}.mar",
+        f"models={json.dumps(models, separators=(',', ':'))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(cfg: StackConfig) -> list[Path]:
+    written = []
+    for path, text in (
+        (TF_MODELS_CONFIG, tf_models_config(cfg)),
+        (TF_BATCHING_CONFIG, tf_batching_config(cfg.tf_max_batch_size, cfg.tf_batch_timeout_micros)),
+        (TF_MONITORING_CONFIG, tf_monitoring_config()),
+        (TS_CONFIG, ts_config_properties(cfg)),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written

@@ -1,0 +1,104 @@
+"""The PyTorch side: the MLP, its training loop, TorchScript export and weight exchange with Keras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.data import DigitsSplit
+
+HIDDEN = 64
+
+
+def build_mlp(n_features: int = 64, n_classes: int = 10) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_features, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, n_classes),
+        nn.Softmax(dim=1),
+    )
+
+
+def linear_layers(model: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in model if isinstance(m, nn.Linear)]
+
+
+def train(
+    split: DigitsSplit,
+    epochs: int = 60,
+    seed: int = 0,
+    log_dir: Path | None = None,
+    verbose: bool = True,
+) -> nn.Sequential:
+    """Adam on cross-entropy; the softmax layer stays in the model, so train on its log."""
+    torch.manual_seed(seed)
+    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.from_numpy(split.x_train)
+    y = torch.from_numpy(split.y_train)
+    generator = torch.Generator().manual_seed(seed)
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        total = 0.0
+        for start in range(0, len(x), 32):
+            idx = order[start : start + 32]
+            optimizer.zero_grad()
+            probs = model(x[idx])
+            loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), y[idx])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        acc = accuracy(model, split.x_test, split.y_test)
+        if writer is not None:
+            writer.add_scalar("loss/train", total / len(x), epoch)
+            writer.add_scalar("accuracy/test", acc, epoch)
+        if verbose and (epoch % 10 == 9 or epoch == epochs - 1):
+            print(f"  [torch] epoch {epoch + 1:3d}/{epochs}  loss {total / len(x):.4f}  test acc {acc:.4f}")
+    if writer is not None:
+        writer.close()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    return model(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict(model, x).argmax(axis=1) == y).mean())
+
+
+def keras_weights(model: nn.Sequential) -> list[np.ndarray]:
+    """Weights in Keras order: a Dense kernel is the transposed Linear weight."""
+    out: list[np.ndarray] = []
+    for layer in linear_layers(model):
+        out.append(layer.weight.detach().numpy().T.copy())
+        out.append(layer.bias.detach().numpy().copy())
+    return out
+
+
+def load_keras_weights(model: nn.Sequential, weights: list[np.ndarray]) -> None:
+    with torch.no_grad():
+        for layer, (kernel, bias) in zip(linear_layers(model), zip(weights[::2], weights[1::2]), strict=True):
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
+            layer.bias.copy_(torch.from_numpy(bias))
+
+
+def save_torchscript(model: nn.Module, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scripted = torch.jit.script(model.eval())
+    scripted.save(str(path))
+    return path
