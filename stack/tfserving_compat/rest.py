@@ -1,0 +1,133 @@
+"""TF Serving's REST API (api_rest.md) over a Servable: predict, model status, metadata, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stack.tfserving_compat import DISPLAY_NAME, SERVER_NAME, json_tensor
+from stack.tfserving_compat.batching import Batcher
+from stack.tfserving_compat.errors import ServingError, invalid, not_found
+from stack.tfserving_compat.servable import Servable
+
+MODEL_URL = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>-?\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$"
+)
+
+
+class Metrics:
+    """Named for what this is: the compatible server's own metrics, not TF Serving's `:tensorflow:serving:*`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tfserving_compat_requests",
+            f"Requests handled by the {DISPLAY_NAME}",
+            ["api", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tfserving_compat_request_latency_seconds",
+            f"Request latency in the {DISPLAY_NAME}",
+            ["api"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+
+def _json(body: str | dict[str, Any], status: int = 200) -> Response:
+    text = body if isinstance(body, str) else json.dumps(body, indent=1)
+    return Response(text, status_code=status, media_type="application/json", headers={"Server": SERVER_NAME})
+
+
+def _error(exc: ServingError) -> Response:
+    return _json({"error": exc.message}, exc.http_status)
+
+
+def create_app(
+    servable: Servable, batcher: Batcher | None = None, monitoring_path: str | None = None
+) -> Starlette:
+    metrics = Metrics()
+
+    async def handle(request: Request) -> Response:
+        started = time.perf_counter()
+        api = "other"
+        try:
+            path = request.url.path
+            match = MODEL_URL.match(path)
+            if not path.startswith("/v1/"):
+                raise not_found(f"Not found: {request.method} {path}")
+            if match is None:
+                raise invalid(f"Malformed request: {request.method} {path}")
+            api = match["verb"] or ("metadata" if match["metadata"] else "status")
+            if match["name"] != servable.name:
+                if api == "status":
+                    raise not_found(f"Could not find any versions of model {match['name']}")
+                raise not_found(f"Servable not found for request: Latest({match['name']})")
+            version = int(match["version"]) if match["version"] is not None else None
+            if api == "status":
+                if request.method != "GET" or match["label"]:
+                    raise invalid(f"Malformed request: {request.method} {path}")
+                return _json({"model_version_status": servable.status(version)})
+            if api == "metadata":
+                if request.method != "GET":
+                    raise invalid(f"Malformed request: {request.method} {path}")
+                return _json(servable.metadata_json(servable.resolve(version, match["label"])))
+            if request.method != "POST":
+                raise invalid(f"Malformed request: {request.method} {path}")
+            target = servable.resolve(version, match["label"])
+            body = await request.body()
+            if api != "predict":
+                raise invalid(
+                    f"Expected {api} signature method_name to be tensorflow/serving/{api}. "
+                    "Was: tensorflow/serving/predict"
+                )
+            parsed = json_tensor.parse_predict_request(body, target.input_dtypes)
+            if batcher is not None:
+                outputs = await batcher.submit(target, parsed.signature_name, parsed.inputs)
+            else:
+                outputs = await asyncio.to_thread(servable.run, target, parsed.signature_name, parsed.inputs)
+            return _json(json_tensor.encode_predict_response(outputs, parsed.format))
+        except ServingError as exc:
+            response = _error(exc)
+            return response
+        finally:
+            metrics.latency.labels(api).observe(time.perf_counter() - started)
+
+    async def counted(request: Request) -> Response:
+        response = await handle(request)
+        metrics.requests.labels(request.url.path.rsplit(":", 1)[-1] if ":" in request.url.path else "rest",
+                                str(response.status_code)).inc()
+        return response
+
+    async def prometheus(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = []
+    if monitoring_path:
+        routes.append(Route(monitoring_path, prometheus, methods=["GET"]))
+    routes.append(Route("/{path:path}", counted, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if batcher is not None:
+            batcher.start()
+        yield
+        if batcher is not None:
+            await batcher.stop()
+
+    return Starlette(routes=routes, lifespan=lifespan)
