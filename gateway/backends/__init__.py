@@ -1,0 +1,1 @@
+"""Serving backends behind one small interface (`base.Backend`); adding a backend means adding one module."""

@@ -1,0 +1,92 @@
+"""The interface every serving backend implements, and the HTTP error translation they share."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
+
+
+@dataclass(frozen=True)
+class Prediction:
+    predictions: list[list[float]]
+    model_version: str
+    upstream_ms: float
+
+
+class Backend(Protocol):
+    name: str
+    model_name: str
+
+    async def predict(self, instances: list[list[float]]) -> Prediction: ...
+
+    async def ready(self) -> tuple[bool, str]: ...
+
+    async def metadata(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def new_client(base_url: str, settings: Any, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """One pooled client per backend, created once in the app's lifespan."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
+        limits=httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_keepalive_connections,
+        ),
+    )
+
+
+@contextlib.contextmanager
+def upstream_errors(backend: str) -> Iterator[None]:
+    """Connection failures -> 503, timeouts -> 504, anything else from the transport -> 502."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
+        raise BackendTimeout(f"backend '{backend}' timed out ({kind})", backend=backend) from exc
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise BackendUnavailable(f"backend '{backend}' is unreachable: {exc or type(exc).__name__}",
+                                 backend=backend) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"backend '{backend}' failed: {exc}", backend=backend) from exc
+
+
+def upstream_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            return str(body.get("error") or body.get("message") or body)
+    except ValueError:
+        pass
+    return response.text[:500] or response.reason_phrase
+
+
+def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int | None = None) -> list[list[float]]:
+    """A backend's answer must be `rows` lists of numbers; anything else is a bad gateway, not a success."""
+    if (
+        not isinstance(predictions, list)
+        or len(predictions) != rows
+        or not all(isinstance(p, list) and p and all(isinstance(v, int | float) for v in p) for p in predictions)
+        or (n_classes is not None and any(len(p) != n_classes for p in predictions))
+    ):
+        raise UpstreamError(f"backend '{backend}' returned malformed predictions", backend=backend)
+    return predictions
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def ms(self) -> float:
+        return (time.perf_counter() - self.start) * 1000.0

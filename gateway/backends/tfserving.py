@@ -1,0 +1,154 @@
+"""TensorFlow Serving: REST (`/v1/models/{name}[/versions/{v}]:predict`) or gRPC `PredictionService.Predict`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gateway.backends.base import (
+    Prediction,
+    Stopwatch,
+    check_predictions,
+    new_client,
+    upstream_errors,
+    upstream_message,
+)
+from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
+from gateway.settings import Settings
+
+
+class TFServingRestBackend:
+    name = "tf"
+
+    def __init__(self, settings: Settings) -> None:
+        self.model_name = settings.model_name
+        version = settings.tf_model_version
+        self._model_path = f"/v1/models/{self.model_name}" + (f"/versions/{version}" if version else "")
+        self._client = new_client(settings.tf_url, settings)
+        self._version = str(version) if version else None
+        self._readiness_timeout = settings.readiness_timeout_s
+
+    async def predict(self, instances: list[list[float]]) -> Prediction:
+        watch = Stopwatch()
+        with upstream_errors(self.name):
+            response = await self._client.post(f"{self._model_path}:predict", json={"instances": instances})
+        elapsed = watch.ms
+        if response.status_code != 200:
+            raise UpstreamError(
+                f"backend 'tf' answered {response.status_code}: {upstream_message(response)}", backend=self.name
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise UpstreamError("backend 'tf' answered with invalid JSON", backend=self.name) from exc
+        preds = check_predictions(self.name, body.get("predictions") if isinstance(body, dict) else None,
+                                  len(instances))
+        return Prediction(preds, self._version or await self._latest_version(), elapsed)
+
+    async def _latest_version(self) -> str:
+        if self._version is None:
+            status = await self._status()
+            versions = [s.get("version") for s in status.get("model_version_status", []) if s.get("state") == "AVAILABLE"]
+            self._version = max(versions, key=int) if versions else "unknown"
+        return self._version
+
+    async def _status(self) -> dict[str, Any]:
+        with upstream_errors(self.name):
+            response = await self._client.get(self._model_path, timeout=self._readiness_timeout)
+        if response.status_code != 200:
+            raise UpstreamError(f"model status answered {response.status_code}: {upstream_message(response)}")
+        return response.json()
+
+    async def ready(self) -> tuple[bool, str]:
+        try:
+            status = await self._status()
+        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
+            return False, str(exc)
+        states = {s.get("version"): s.get("state") for s in status.get("model_version_status", [])}
+        if any(state == "AVAILABLE" for state in states.values()):
+            return True, "AVAILABLE"
+        return False, f"model {self.model_name} not AVAILABLE: {states}"
+
+    async def metadata(self) -> dict[str, Any]:
+        with upstream_errors(self.name):
+            response = await self._client.get(f"{self._model_path}/metadata")
+        return response.json()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class TFServingGrpcBackend:
+    """The same predictions over gRPC; readiness and metadata still use the REST model status API."""
+
+    name = "tf"
+
+    def __init__(self, settings: Settings) -> None:
+        import grpc
+
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.model_name = settings.model_name
+        self._version = settings.tf_model_version
+        self._timeout = settings.request_timeout_s
+        self._channel = grpc.aio.insecure_channel(settings.tf_grpc_target)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._rest = TFServingRestBackend(settings)
+
+    async def predict(self, instances: list[list[float]]) -> Prediction:
+        import grpc
+        import numpy as np
+        from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        if self._version:
+            request.model_spec.version.value = self._version
+        shape = tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(instances)),
+                 tensor_shape_pb2.TensorShapeProto.Dim(size=len(instances[0]))]
+        )
+        request.inputs["features"].CopyFrom(
+            tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape,
+                                   tensor_content=np.asarray(instances, dtype=np.float32).tobytes())
+        )
+        watch = Stopwatch()
+        try:
+            response = await self._stub.Predict(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise BackendUnavailable(f"backend 'tf' (gRPC) is unreachable: {exc.details()}", backend="tf") from exc
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise BackendTimeout("backend 'tf' (gRPC) timed out", backend="tf") from exc
+            raise UpstreamError(f"backend 'tf' (gRPC) answered {code.name}: {exc.details()}", backend="tf") from exc
+        elapsed = watch.ms
+        if len(response.outputs) != 1:
+            raise UpstreamError("backend 'tf' (gRPC) returned an unexpected number of outputs", backend="tf")
+        (tensor,) = response.outputs.values()
+        dims = [d.size for d in tensor.tensor_shape.dim]
+        values = np.frombuffer(tensor.tensor_content, dtype=np.float32) if tensor.tensor_content else \
+            np.asarray(tensor.float_val, dtype=np.float32)
+        if len(dims) != 2 or values.size != dims[0] * dims[1]:
+            raise UpstreamError("backend 'tf' (gRPC) returned a malformed tensor", backend="tf")
+        preds = check_predictions(self.name, values.reshape(dims).tolist(), len(instances))
+        return Prediction(preds, str(response.model_spec.version.value), elapsed)
+
+    async def ready(self) -> tuple[bool, str]:
+        return await self._rest.ready()
+
+    async def metadata(self) -> dict[str, Any]:
+        return await self._rest.metadata()
+
+    async def aclose(self) -> None:
+        await self._channel.close()
+        await self._rest.aclose()
+
+
+def create(settings: Settings) -> TFServingRestBackend | TFServingGrpcBackend:
+    return TFServingGrpcBackend(settings) if settings.tf_protocol == "grpc" else TFServingRestBackend(settings)
+
+
+__all__ = ["TFServingGrpcBackend", "TFServingRestBackend", "create", "httpx"]

@@ -1,0 +1,89 @@
+"""TorchServe: inference API `/predictions/{name}`, readiness from the management API's worker state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.backends.base import (
+    Prediction,
+    Stopwatch,
+    check_predictions,
+    new_client,
+    upstream_errors,
+    upstream_message,
+)
+from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
+from gateway.settings import Settings
+
+
+class TorchServeBackend:
+    name = "torch"
+
+    def __init__(self, settings: Settings) -> None:
+        self.model_name = settings.model_name
+        headers = {"Authorization": f"Bearer {settings.torch_token}"} if settings.torch_token else None
+        self._client = new_client(settings.torch_url, settings, headers)
+        self._management = new_client(settings.torch_management_url, settings, headers)
+        self._readiness_timeout = settings.readiness_timeout_s
+        self._version: str | None = None
+
+    async def predict(self, instances: list[list[float]]) -> Prediction:
+        watch = Stopwatch()
+        with upstream_errors(self.name):
+            response = await self._client.post(f"/predictions/{self.model_name}", json={"instances": instances})
+        elapsed = watch.ms
+        if response.status_code == 503:
+            raise BackendUnavailable(
+                f"backend 'torch' has no worker available: {upstream_message(response)}", backend=self.name
+            )
+        if response.status_code != 200:
+            raise UpstreamError(
+                f"backend 'torch' answered {response.status_code}: {upstream_message(response)}", backend=self.name
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise UpstreamError("backend 'torch' answered with invalid JSON", backend=self.name) from exc
+        preds = check_predictions(self.name, body.get("predictions") if isinstance(body, dict) else None,
+                                  len(instances))
+        return Prediction(preds, self._version or await self._model_version(), elapsed)
+
+    async def _describe(self) -> list[dict[str, Any]]:
+        with upstream_errors(self.name):
+            response = await self._management.get(f"/models/{self.model_name}", timeout=self._readiness_timeout)
+        if response.status_code != 200:
+            raise UpstreamError(f"management API answered {response.status_code}: {upstream_message(response)}")
+        return response.json()
+
+    async def _model_version(self) -> str:
+        """The .mar's version, from the management API once; 'unknown' (and asked again) while it is down."""
+        try:
+            models = await self._describe()
+            version = str(models[0].get("modelVersion", "unknown"))
+        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError, IndexError, AttributeError):
+            return "unknown"
+        self._version = version[:-2] if version.endswith(".0") else version
+        return self._version
+
+    async def ready(self) -> tuple[bool, str]:
+        """`/ping` says Healthy before a worker is up; the worker state is what counts."""
+        try:
+            models = await self._describe()
+        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
+            return False, str(exc)
+        workers = [w for m in models for w in m.get("workers", [])]
+        if any(w.get("status") == "READY" for w in workers):
+            return True, "READY"
+        return False, f"no READY worker for {self.model_name}: {[w.get('status') for w in workers]}"
+
+    async def metadata(self) -> dict[str, Any]:
+        models = await self._describe()
+        return {"models": models}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._management.aclose()
+
+
+def create(settings: Settings) -> TorchServeBackend:
+    return TorchServeBackend(settings)

@@ -1,0 +1,92 @@
+"""Domain errors of the gateway, each with its HTTP status, all mapped to one body shape `{"error": ...}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class GatewayError(Exception):
+    status_code = 500
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class BadInput(GatewayError):
+    """400: the request body is not a valid prediction request."""
+
+    status_code = 400
+
+
+class PayloadTooLarge(GatewayError):
+    """413: the body exceeds the configured size or the batch the configured row count."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(GatewayError):
+    """415: the body is not declared as JSON."""
+
+    status_code = 415
+
+
+class UpstreamError(GatewayError):
+    """502: the backend answered with an error or with something that is not a valid prediction."""
+
+    status_code = 502
+
+
+class BackendUnavailable(GatewayError):
+    """503: the backend cannot be reached (connection refused or reset)."""
+
+    status_code = 503
+
+
+class BackendTimeout(GatewayError):
+    """504: the backend did not answer within the configured timeout."""
+
+    status_code = 504
+
+
+def error_body(message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": message, **extra}
+
+
+def _format_validation(exc: RequestValidationError) -> tuple[int, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        ctx = first.get("ctx") or {}
+        return 400, f"invalid JSON body: {ctx.get('error', first.get('msg'))}"
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {e.get('msg')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return 422, "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def _domain(_: Request, exc: GatewayError) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = _format_validation(exc)
+        return JSONResponse(error_body(message), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)

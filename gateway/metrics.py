@@ -1,0 +1,61 @@
+"""Prometheus metrics of the gateway: requests and total latency per route/backend/status, upstream apart."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests", "Requests answered by the gateway", ["route", "backend", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Total time in the gateway, upstream included",
+            ["route", "backend", "status"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.upstream = Histogram(
+            "gateway_upstream_duration_seconds", "Time waiting for the backend",
+            ["backend", "outcome"], buckets=BUCKETS, registry=self.registry,
+        )
+
+
+KNOWN_ROUTES = {"/predict", "/predict/tf", "/predict/torch", "/compare", "/healthz", "/readyz", "/metrics"}
+
+
+class MetricsMiddleware:
+    """Pure ASGI, so it adds no per-request task; the route sets `state.backend` for the label."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope["path"]
+            route = path if path in KNOWN_ROUTES else "other"
+            backend = scope.get("state", {}).get("backend", "none")
+            labels = (route, backend, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)

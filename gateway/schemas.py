@@ -1,0 +1,67 @@
+"""Request and response models of the gateway's own API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
+
+from stack.config import StackConfig
+
+_cfg = StackConfig.load()
+_EXAMPLE_ROW = [0.0, 0.0, 0.3125, 0.8125, 0.5625, 0.0625, 0.0, 0.0, 0.0, 0.0, 0.8125, 0.9375, 0.625, 0.9375,
+                0.3125, 0.0, 0.0, 0.1875, 0.9375, 0.125, 0.0, 0.6875, 0.5, 0.0, 0.0, 0.25, 0.75, 0.0, 0.0, 0.5,
+                0.5, 0.0, 0.0, 0.3125, 0.5, 0.0, 0.0, 0.5625, 0.5, 0.0, 0.0, 0.25, 0.6875, 0.0, 0.0625, 0.75,
+                0.4375, 0.0, 0.0, 0.125, 0.875, 0.3125, 0.625, 0.75, 0.0, 0.0, 0.0, 0.0, 0.375, 0.8125, 0.625,
+                0.0, 0.0, 0.0]  # fmt: skip  (the first digit of scikit-learn's digits, a 0, scaled to [0, 1])
+
+Feature = Annotated[float, Strict(), AllowInfNan(False)]
+Row = Annotated[list[Feature], Field(min_length=_cfg.n_features, max_length=_cfg.n_features)]
+Backend = Literal["tf", "torch"]
+
+
+class PredictRequest(BaseModel):
+    """TF Serving's row format: one row of pixel intensities (scaled to [0, 1]) per instance."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"instances": [_EXAMPLE_ROW]}]})
+
+    instances: Annotated[list[Row], Field(min_length=1)]
+
+
+class PredictResponse(BaseModel):
+    backend: Backend
+    model_name: str
+    model_version: str
+    predictions: list[list[float]]
+    labels: list[int]
+    upstream_ms: float
+
+
+class CompareResponse(BaseModel):
+    tf: PredictResponse
+    torch: PredictResponse
+    max_abs_diff: float
+    labels_agree: bool
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    backends: dict[str, str] = {}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "Invalid JSON",
+        413: "Body or batch too large",
+        415: "Body is not JSON",
+        422: "Well-formed JSON that is not a valid request",
+        502: "The backend answered with an error",
+        503: "The backend is unreachable",
+        504: "The backend timed out",
+    }.items()
+}

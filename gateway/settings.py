@@ -1,0 +1,46 @@
+"""The gateway's one settings class: environment variables (GATEWAY_*), defaults from the stack's `.env`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stack.config import StackConfig
+
+_stack = StackConfig.load()
+
+BackendName = Literal["tf", "torch"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    model_name: str = _stack.model_name
+    n_features: int = _stack.n_features
+
+    tf_url: str = _stack.tf_rest_url
+    tf_protocol: Literal["rest", "grpc"] = "rest"
+    tf_grpc_target: str = f"{_stack.host}:{_stack.tf_grpc_port}"
+    tf_model_version: int | None = None  # None: the latest version, as TF Serving picks it
+
+    torch_url: str = _stack.ts_inference_url
+    torch_management_url: str = _stack.ts_management_url
+    torch_token: str | None = None  # for TorchServe deployments that keep token authorization on
+
+    default_backend: BackendName = "tf"
+    # Weighted split for POST /predict (canary / A-B). Both 0: always the default backend.
+    tf_weight: float = Field(0.0, ge=0)
+    torch_weight: float = Field(0.0, ge=0)
+    backend_header: str = "X-Backend"
+    failover: bool = False
+
+    connect_timeout_s: float = Field(1.0, gt=0)
+    request_timeout_s: float = Field(5.0, gt=0)
+    readiness_timeout_s: float = Field(1.0, gt=0)
+    max_connections: int = Field(100, ge=1)
+    max_keepalive_connections: int = Field(50, ge=0)
+
+    max_batch: int = Field(256, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1)
