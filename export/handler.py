@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 SIGNATURE_FILE = "signature.json"
 
 
-class RequestError(ValueError):
-    """A request this handler refuses: HTTP 400 with the message."""
-
+# A refused request raises ValueError (-> HTTP 400 with its message). TorchServe accepts exactly one class
+# defined in a handler module, so there is no custom exception class here.
+RequestError = ValueError
 
 def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[list[float]]:
     """Validate one request body; return its rows or raise RequestError saying what is wrong."""

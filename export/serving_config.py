@@ -39,7 +39,12 @@ def tf_monitoring_config() -> str:
     return 'prometheus_config {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n'
 
 
-def ts_config_properties(cfg: StackConfig) -> str:
+CONTAINER_MODEL_STORE = "/home/model-server/model-store"
+CONTAINER_LOG4J = "/home/model-server/config/log4j2.xml"
+
+
+def ts_config_properties(cfg: StackConfig, model_store: str = CONTAINER_MODEL_STORE,
+                         log4j: str = CONTAINER_LOG4J) -> str:
     """Loopback addresses for native use; containers override them through TS_* environment variables."""
     models = {
         cfg.model_name: {
@@ -64,7 +69,8 @@ def ts_config_properties(cfg: StackConfig) -> str:
         "install_py_dep_per_model=false",
         "default_workers_per_model=1",
         "job_queue_size=1000",
-        "model_store=/home/model-server/model-store",
+        f"model_store={model_store}",
+        f"vmargs=-Dlog4j.configurationFile=file://{log4j}",
         f"load_models={cfg.model_name}.mar",
         f"models={json.dumps(models, separators=(',', ':'))}",
     ]

@@ -1,0 +1,330 @@
+"""The native stack: TF Serving (or the compatible server), TorchServe and the gateway as local processes.
+
+Every process starts in its own session (process group), is recorded in `<run dir>/stack.json`, and is stopped
+by group (SIGTERM, then SIGKILL) on `down`, on Ctrl-C and when any part fails, so nothing is left behind.
+Logs, pid files and temp files live under the run dir, never in the source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from export import serving_config
+from stack.config import ROOT, TF_MODEL_BASE, TORCH_MODEL_STORE, StackConfig
+from stack.tfserving_compat import DISPLAY_NAME as COMPAT_NAME
+
+BIN = Path(sys.executable).parent
+STATE_FILE = "stack.json"
+TF_BINARY = "tensorflow_model_server"
+
+
+class StackError(RuntimeError):
+    """The stack could not start (or stop): the message says what to do."""
+
+
+@dataclass
+class Proc:
+    name: str
+    pid: int
+    log: str
+    url: str
+
+
+@dataclass
+class Service:
+    name: str
+    cmd: list[str]
+    url: str
+    ports: dict[str, int]
+    ready: Callable[[], tuple[bool, str]]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def tf_server_kind() -> str:
+    """'tensorflow_model_server' (the real TF Serving) when on PATH, else the compatible server."""
+    return TF_BINARY if shutil.which(TF_BINARY) else "tfserving-compat"
+
+
+def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+    try:
+        return fn()
+    except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+class NativeStack:
+    def __init__(self, cfg: StackConfig | None = None, run_dir: Path | None = None) -> None:
+        self.cfg = cfg or StackConfig.load()
+        self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR", ROOT / ".run")).resolve()
+        self.state_path = self.run_dir / STATE_FILE
+
+    # ---- the three services -------------------------------------------------------------------------------
+    def _tf_service(self) -> Service:
+        cfg, conf = self.cfg, self.run_dir / "conf"
+        models_config = conf / "models.config"
+        models_config.write_text(serving_config.tf_models_config(cfg, base_path=str(TF_MODEL_BASE)))
+        args = [
+            f"--port={cfg.tf_grpc_port}",
+            f"--rest_api_port={cfg.tf_rest_port}",
+            f"--model_config_file={models_config}",
+            f"--monitoring_config_file={serving_config.TF_MONITORING_CONFIG}",
+        ]
+        if cfg.tf_batching:
+            batching = conf / "batching.config"
+            batching.write_text(serving_config.tf_batching_config(cfg.tf_max_batch_size, cfg.tf_batch_timeout_micros))
+            args += ["--enable_batching=true", f"--batching_parameters_file={batching}"]
+        if tf_server_kind() == TF_BINARY:
+            cmd = [shutil.which(TF_BINARY) or TF_BINARY, *args]
+            name = "tf-serving"
+        else:
+            cmd = [sys.executable, "-m", "stack.tfserving_compat", *args,
+                   f"--rest_api_bind_address={cfg.host}", f"--grpc_bind_address={cfg.host}"]
+            name = "tfserving-compat"
+
+        def ready() -> tuple[bool, str]:
+            r = httpx.get(f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}", timeout=2)
+            states = [s["state"] for s in r.json().get("model_version_status", [])] if r.status_code == 200 else []
+            return "AVAILABLE" in states, f"model status {r.status_code} {states}"
+
+        return Service(name, cmd, cfg.tf_rest_url, {"TF_REST_PORT": cfg.tf_rest_port, "TF_GRPC_PORT": cfg.tf_grpc_port},
+                       ready, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+
+    def _torchserve_service(self) -> Service:
+        cfg = self.cfg
+        ts_dir = self.run_dir / "torchserve"
+        for sub in ("logs", "tmp"):
+            (ts_dir / sub).mkdir(parents=True, exist_ok=True)
+        config = self.run_dir / "conf" / "config.properties"
+        config.write_text(serving_config.ts_config_properties(
+            cfg, model_store=str(TORCH_MODEL_STORE), log4j=str(TORCH_MODEL_STORE / "log4j2.xml")))
+        cmd = [str(BIN / "torchserve"), "--start", "--foreground", "--ncs", "--disable-token-auth",
+               "--model-store", str(TORCH_MODEL_STORE), "--ts-config", str(config)]
+        env = {
+            "LOG_LOCATION": str(ts_dir / "logs"),
+            "METRICS_LOCATION": str(ts_dir / "logs"),
+            "TEMP": str(ts_dir / "tmp"),
+            "TMPDIR": str(ts_dir / "tmp"),  # TorchServe keeps its pid file in the temp dir
+        }
+
+        def ready() -> tuple[bool, str]:
+            r = httpx.get(f"{cfg.ts_management_url}/models/{cfg.model_name}", timeout=2)
+            workers = [w["status"] for m in r.json() for w in m.get("workers", [])] if r.status_code == 200 else []
+            return "READY" in workers, f"workers {workers}"
+
+        ports = {"TS_INFERENCE_PORT": cfg.ts_inference_port, "TS_MANAGEMENT_PORT": cfg.ts_management_port,
+                 "TS_METRICS_PORT": cfg.ts_metrics_port}
+        return Service("torchserve", cmd, cfg.ts_inference_url, ports, ready, env)
+
+    def _gateway_service(self) -> Service:
+        cfg = self.cfg
+        cmd = [sys.executable, "-m", "gateway", "--host", cfg.host, "--port", str(cfg.gateway_port)]
+        env = {
+            "GATEWAY_TF_URL": cfg.tf_rest_url,
+            "GATEWAY_TF_GRPC_TARGET": f"{cfg.host}:{cfg.tf_grpc_port}",
+            "GATEWAY_TORCH_URL": cfg.ts_inference_url,
+            "GATEWAY_TORCH_MANAGEMENT_URL": cfg.ts_management_url,
+            "GATEWAY_MODEL_NAME": cfg.model_name,
+        }
+
+        def ready() -> tuple[bool, str]:
+            r = httpx.get(f"{cfg.gateway_url}/readyz", timeout=3)
+            return r.status_code == 200, r.text[:300]
+
+        return Service("gateway", cmd, cfg.gateway_url, {"GATEWAY_PORT": cfg.gateway_port}, ready, env)
+
+    def services(self) -> list[Service]:
+        (self.run_dir / "conf").mkdir(parents=True, exist_ok=True)
+        return [self._tf_service(), self._torchserve_service(), self._gateway_service()]
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    def up(self, timeout: float = 180.0, log: Callable[[str], None] = print) -> list[Proc]:
+        if self._live_procs():
+            raise StackError(f"a stack is already running (state in {self.state_path}); run `python -m stack down`")
+        for path in (self.cfg.tf_version_dir / "saved_model.pb", self.cfg.mar_path):
+            if not path.exists():
+                raise StackError(f"{path} is missing: run `python -m export` first")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        services = self.services()
+        for svc in services:
+            for name, port in svc.ports.items():
+                if not port_free(self.cfg.host, port):
+                    raise StackError(
+                        f"port {port} ({name}, for {svc.name}) on {self.cfg.host} is already in use: "
+                        f"stop what is using it, or set {name} to a free port"
+                    )
+        procs: list[Proc] = []
+        try:
+            # Both backends start at once; the gateway last, since its readiness needs both.
+            for svc in services[:2]:
+                procs.append(self._spawn(svc, log))
+            for svc in services[:2]:
+                self._wait_ready(svc, procs, timeout, log)
+            procs.append(self._spawn(services[2], log))
+            self._wait_ready(services[2], procs, timeout, log)
+        except BaseException:
+            log("!! start-up failed: stopping what was started")
+            self.down(log=log)
+            raise
+        return procs
+
+    def _spawn(self, svc: Service, log: Callable[[str], None]) -> Proc:
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{svc.name}.log"
+        env = {**os.environ, **svc.env, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        with open(log_path, "ab") as out:
+            popen = subprocess.Popen(svc.cmd, cwd=self.run_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = Proc(svc.name, popen.pid, str(log_path), svc.url)
+        self._record(proc)
+        shown = COMPAT_NAME if svc.name == "tfserving-compat" else svc.name
+        log(f"-- started {shown} (pid {popen.pid}), log {log_path}")
+        return proc
+
+    def _wait_ready(self, svc: Service, procs: list[Proc], timeout: float, log: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + timeout
+        detail = ""
+        while time.monotonic() < deadline:
+            for p in procs:
+                if not _alive(p.pid):
+                    raise StackError(f"{p.name} exited during start-up; last log lines:\n{_tail(Path(p.log))}")
+            ok, detail = _probe(svc.ready)
+            if ok:
+                log(f"-- {svc.name} ready at {svc.url}")
+                return
+            time.sleep(0.25)
+        raise StackError(f"{svc.name} not ready after {timeout:.0f}s ({detail})")
+
+    def _record(self, proc: Proc) -> None:
+        state = self._read_state()
+        state.append(asdict(proc))
+        self.state_path.write_text(json.dumps(state, indent=2))
+
+    def _read_state(self) -> list[dict[str, object]]:
+        try:
+            return list(json.loads(self.state_path.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+
+    def _live_procs(self) -> list[Proc]:
+        return [Proc(**p) for p in self._read_state() if _alive(int(p["pid"]))]  # type: ignore[arg-type]
+
+    def down(self, grace: float = 10.0, log: Callable[[str], None] = print) -> None:
+        """Stop every recorded process group: SIGTERM, wait up to `grace`, then SIGKILL."""
+        procs = [Proc(**p) for p in self._read_state()]  # type: ignore[arg-type]
+        for p in reversed(procs):  # gateway first, so no request meets a dead backend on purpose
+            _signal_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_group_alive(p.pid) for p in procs):
+            time.sleep(0.1)
+        for p in procs:
+            if _group_alive(p.pid):
+                log(f"-- {p.name} did not stop in {grace:.0f}s: SIGKILL")
+                _signal_group(p.pid, signal.SIGKILL)
+        for p in procs:
+            _reap(p.pid)
+            log(f"-- stopped {p.name} (pid {p.pid})")
+        self.state_path.unlink(missing_ok=True)
+
+    def status(self) -> list[tuple[Proc, bool]]:
+        return [(Proc(**p), _alive(int(p["pid"]))) for p in self._read_state()]  # type: ignore[arg-type]
+
+    def urls(self) -> dict[str, str]:
+        cfg = self.cfg
+        return {
+            "gateway": cfg.gateway_url + "  (docs: /docs)",
+            f"tf ({'TensorFlow Serving' if tf_server_kind() == TF_BINARY else COMPAT_NAME})":
+                f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}  (gRPC {cfg.host}:{cfg.tf_grpc_port})",
+            "torchserve": f"{cfg.ts_inference_url}/predictions/{cfg.model_name}  "
+                          f"(management {cfg.ts_management_url}, metrics {cfg.ts_metrics_url}/metrics)",
+        }
+
+    def __enter__(self) -> NativeStack:
+        self.up(log=lambda _: None)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.down(log=lambda _: None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Only zombies left? Then the group is effectively gone.
+    import psutil
+
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
