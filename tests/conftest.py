@@ -1,0 +1,83 @@
+"""Shared fixtures: free loopback ports, and a real native stack (started once, stopped at the end)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from export.data import load_split
+from stack.config import ROOT, StackConfig
+from stack.launcher import NativeStack, free_port
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PORT_KEYS = ("TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT",
+             "GATEWAY_PORT")
+
+
+def free_ports_config(**extra: str) -> StackConfig:
+    """The project's config with every port replaced by a free one on 127.0.0.1."""
+    ports: dict[str, str] = {}
+    while len(set(ports.values())) < len(PORT_KEYS):
+        ports = {k: str(free_port()) for k in PORT_KEYS}
+    return StackConfig.load({**ports, **extra})
+
+
+@pytest.fixture(scope="session")
+def digits():  # type: ignore[no-untyped-def]
+    return load_split()
+
+
+@pytest.fixture(scope="session")
+def test_rows(digits) -> list[list[float]]:  # type: ignore[no-untyped-def]
+    return np.asarray(digits.x_test[:16], dtype=np.float64).tolist()
+
+
+@pytest.fixture(scope="session")
+def native_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    stack = NativeStack(free_ports_config(), run_dir=tmp_path_factory.mktemp("stack"))
+    with stack:
+        yield stack
+
+
+def start_compat_server(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """The TF-Serving-compatible server on free ports, waited for until its model is AVAILABLE."""
+    cfg = StackConfig.load()
+    rest, grpc_port = free_port(), free_port()
+    log = open(tmp / "tfserving-compat.log", "wb")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stack.tfserving_compat", f"--rest_api_port={rest}", f"--port={grpc_port}",
+         f"--model_name={cfg.model_name}", f"--model_base_path={cfg.tf_version_dir.parent}",
+         "--monitoring_config_file=" + str(ROOT / "models/tf/monitoring.config"), *extra],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp / "tfserving-compat.log").read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{rest}/v1/models/{cfg.model_name}", timeout=1).status_code == 200:
+                return proc, rest, grpc_port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("compatible server did not come up")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)

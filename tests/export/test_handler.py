@@ -1,0 +1,96 @@
+"""The TorchServe handler on good and bad input, run through TorchServe's own Context and loader path."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+
+import pytest
+from ts.context import Context, RequestProcessor
+
+from export.handler import DigitsHandler, parse_instances
+from stack.config import StackConfig
+
+CFG = StackConfig.load()
+
+
+@pytest.fixture(scope="module")
+def handler_and_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
+    model_dir = tmp_path_factory.mktemp("digits_mar")
+    with zipfile.ZipFile(CFG.mar_path) as mar:
+        mar.extractall(model_dir)
+        manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
+    context = Context(CFG.model_name, str(model_dir), manifest, 8, None, "0.12.0", model_yaml_config={})
+    handler = DigitsHandler()
+    handler.initialize(context)
+    return handler, manifest, model_dir
+
+
+def run_batch(handler_and_dir, bodies):  # type: ignore[no-untyped-def]
+    handler, manifest, model_dir = handler_and_dir
+    context = Context(CFG.model_name, str(model_dir), manifest, len(bodies), None, "0.12.0", model_yaml_config={})
+    context.request_processor = [RequestProcessor({}) for _ in bodies]
+    out = handler.handle([{"body": b} for b in bodies], context)
+    return out, [rp.get_response_status_code() for rp in context.request_processor]
+
+
+def test_good_batch_one_forward_pass(handler_and_dir, test_rows) -> None:  # type: ignore[no-untyped-def]
+    handler = handler_and_dir[0]
+    calls = []
+    original = handler.model
+    handler.model = lambda x: (calls.append(x.shape), original(x))[1]
+    try:
+        out, codes = run_batch(handler_and_dir, [{"instances": test_rows[:2]}, {"instances": test_rows[2:5]}])
+    finally:
+        handler.model = original
+    assert calls == [(5, 64)], "all requests of a batch go through one forward pass"
+    assert codes == [200, 200]
+    assert [len(o["predictions"]) for o in out] == [2, 3]
+    for o in out:
+        for probs in o["predictions"]:
+            assert len(probs) == 10 and math.isclose(sum(probs), 1.0, rel_tol=1e-5)
+
+
+def test_bytes_and_text_bodies(handler_and_dir, test_rows) -> None:  # type: ignore[no-untyped-def]
+    raw = json.dumps({"instances": test_rows[:1]})
+    out, codes = run_batch(handler_and_dir, [raw.encode(), bytearray(raw.encode()), raw])
+    assert codes == [200, 200, 200]
+    assert out[0] == out[1] == out[2]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [[0.0] * 63]}, "instance 0 has 63 values; expected 64"),
+        ({"instances": [[0.0] * 64, [0.0] * 65]}, "instance 1 has 65 values; expected 64"),
+        ({"instances": [["a"] + [0.0] * 63]}, "instance 0 value 0 is not a number: 'a'"),
+        ({"instances": [[True] + [0.0] * 63]}, "instance 0 value 0 is not a number: True"),
+        ({"instances": [[float("nan")] + [0.0] * 63]}, "instance 0 value 0 is not finite: nan"),
+        ({"instances": [[0.0] * 63 + [float("inf")]]}, "instance 0 value 63 is not finite: inf"),
+        ({"instances": []}, "'instances' must be a non-empty list of rows"),
+        ({"instances": [0.0] * 64}, "instance 0 is not a list of 64 numbers"),
+        ({"rows": []}, 'expected a JSON object {"instances": [[...], ...]}'),
+        ([1, 2], 'expected a JSON object {"instances": [[...], ...]}'),
+        (b"{not json", "request body is not valid JSON"),
+        (b"\xff\xfe", "request body is not UTF-8 text"),
+        (b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", "is not finite"),
+    ],
+)
+def test_bad_input_is_a_400_with_a_message(handler_and_dir, body, message) -> None:  # type: ignore[no-untyped-def]
+    out, codes = run_batch(handler_and_dir, [body])
+    assert codes == [400]
+    assert message in out[0]["error"]
+
+
+def test_mixed_batch_only_the_bad_request_fails(handler_and_dir, test_rows) -> None:  # type: ignore[no-untyped-def]
+    good = {"instances": test_rows[:2]}
+    out, codes = run_batch(handler_and_dir, [good, {"instances": [[0.0] * 3]}, good, b"junk"])
+    assert codes == [200, 400, 200, 400]
+    assert out[0] == out[2] and len(out[0]["predictions"]) == 2
+    assert "expected 64" in out[1]["error"] and "not valid JSON" in out[3]["error"]
+
+
+def test_parse_instances_limits_rows() -> None:
+    with pytest.raises(ValueError, match="at most 2"):
+        parse_instances({"instances": [[0.0]] * 3}, 1, max_rows=2)
