@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            server_header=False,
         )
     finally:
         if grpc_server is not None:

@@ -1,0 +1,75 @@
+"""The compatible server's batcher merges concurrent requests and splits the answers back correctly."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from stack.tfserving_compat.batching import Batcher, BatchingParameters
+
+
+def test_parse_batching_parameters_file() -> None:
+    text = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\nnum_batch_threads { value: 4 }\n"
+    assert BatchingParameters.parse(text) == BatchingParameters(32, 5000, 4)
+
+
+def test_concurrent_requests_are_merged_and_split_back() -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def run(_version: object, _sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with lock:
+            calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        batcher = Batcher(BatchingParameters(max_batch_size=8, batch_timeout_micros=50_000), run)
+        batcher.start()
+        try:
+            reqs = [np.full((2, 3), i, dtype=np.float32) for i in range(4)]
+            return await asyncio.gather(*(batcher.submit("v", "", {"x": r}) for r in reqs))
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(scenario())
+    for i, out in enumerate(results):
+        assert np.array_equal(out["y"], np.full((2, 3), 2 * i))
+    assert sum(calls) == 8 and len(calls) < 4, f"expected merged calls, got {calls}"
+
+
+def test_errors_reach_every_member_of_the_batch() -> None:
+    def run(*_: object) -> dict[str, np.ndarray]:
+        raise ValueError("boom")
+
+    async def scenario() -> None:
+        batcher = Batcher(BatchingParameters(max_batch_size=4, batch_timeout_micros=10_000), run)
+        batcher.start()
+        try:
+            results = await asyncio.gather(
+                *(batcher.submit("v", "", {"x": np.zeros((1, 2))}) for _ in range(3)), return_exceptions=True)
+            assert all(isinstance(r, ValueError) for r in results)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("rows", [0, 9])
+def test_oversized_or_empty_requests_run_alone(rows: int) -> None:
+    seen = []
+
+    def run(_v: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append(len(inputs["x"]))
+        return {"y": inputs["x"]}
+
+    async def scenario() -> None:
+        batcher = Batcher(BatchingParameters(max_batch_size=8), run)
+        batcher.start()
+        await batcher.submit("v", "", {"x": np.zeros((rows, 2))})
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert seen == [rows]
