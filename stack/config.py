@@ -49,6 +49,8 @@ class StackConfig:
     ts_inference_port: int
     ts_management_port: int
     ts_metrics_port: int
+    ts_grpc_inference_port: int
+    ts_grpc_management_port: int
     torchserve_image: str
     ts_batch_size: int
     ts_max_batch_delay_ms: int

@@ -140,7 +140,8 @@ class NativeStack:
             return "READY" in workers, f"workers {workers}"
 
         ports = {"TS_INFERENCE_PORT": cfg.ts_inference_port, "TS_MANAGEMENT_PORT": cfg.ts_management_port,
-                 "TS_METRICS_PORT": cfg.ts_metrics_port}
+                 "TS_METRICS_PORT": cfg.ts_metrics_port, "TS_GRPC_INFERENCE_PORT": cfg.ts_grpc_inference_port,
+                 "TS_GRPC_MANAGEMENT_PORT": cfg.ts_grpc_management_port}
         return Service("torchserve", cmd, cfg.ts_inference_url, ports, ready, env)
 
     def _gateway_service(self) -> Service:

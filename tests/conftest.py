@@ -20,7 +20,7 @@ from stack.launcher import NativeStack, free_port
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PORT_KEYS = ("TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT",
-             "GATEWAY_PORT")
+             "TS_GRPC_INFERENCE_PORT", "TS_GRPC_MANAGEMENT_PORT", "GATEWAY_PORT")
 
 
 def free_ports_config(**extra: str) -> StackConfig:
