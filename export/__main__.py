@@ -16,6 +16,7 @@ from export import data, serving_config
 from stack.config import ROOT, StackConfig
 
 ARCHIVE_HANDLER = ROOT / "export" / "handler.py"
+REFERENCE_FILE = ROOT / "models" / "reference" / "digits_test.json"
 
 
 def build_mar(cfg: StackConfig, torchscript: Path, workdir: Path) -> Path:
@@ -34,6 +35,17 @@ def build_mar(cfg: StackConfig, torchscript: Path, workdir: Path) -> Path:
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
     return cfg.mar_path
+
+
+def write_reference(split: data.DigitsSplit, expected: np.ndarray) -> Path:
+    """The load tests' payload: test rows, true labels, and the exported models' own answers to check against."""
+    REFERENCE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    REFERENCE_FILE.write_text(json.dumps({
+        "rows": split.x_test.astype(float).tolist(),
+        "labels": split.y_test.astype(int).tolist(),
+        "expected": expected.astype(int).tolist(),
+    }, separators=(",", ":")))
+    return REFERENCE_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     tf_acc = float((tf_probs.argmax(1) == split.y_test).mean())
     torch_acc = float((torch_probs.argmax(1) == split.y_test).mean())
     diff = float(np.abs(tf_probs - torch_probs).max())
+    write_reference(split, tf_probs.argmax(1))
     print(f"== test accuracy: SavedModel {tf_acc:.4f}, TorchScript {torch_acc:.4f}")
     print(f"== max |p_tf - p_torch| on the test split: {diff:.2e}; argmax agree: "
           f"{bool((tf_probs.argmax(1) == torch_probs.argmax(1)).all())}")

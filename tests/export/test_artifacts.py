@@ -86,3 +86,10 @@ def test_server_configs_agree_with_env() -> None:
     assert serving_config.TF_MODELS_CONFIG.read_text() == serving_config.tf_models_config(CFG)
     assert serving_config.TF_BATCHING_CONFIG.read_text() == serving_config.tf_batching_config(
         CFG.tf_max_batch_size, CFG.tf_batch_timeout_micros)
+
+
+def test_load_test_reference_matches_the_models(digits, tf_probs, torch_probs) -> None:  # type: ignore[no-untyped-def]
+    ref = json.loads((ROOT / "models" / "reference" / "digits_test.json").read_text())
+    assert np.array_equal(np.asarray(ref["rows"], dtype=np.float32), digits.x_test)
+    assert ref["labels"] == digits.y_test.tolist()
+    assert ref["expected"] == tf_probs.argmax(1).tolist() == torch_probs.argmax(1).tolist()
