@@ -12,6 +12,7 @@ import os
 from locust import FastHttpUser, constant, constant_throughput, task
 
 from loadtest.payloads import check_predictions, pick
+from loadtest.targets import TARGETS
 
 MODEL = os.environ.get("LOADTEST_MODEL_NAME", "digits")
 HEADERS = {"Content-Type": "application/json"}
@@ -93,4 +94,6 @@ class GatewayCompare(_Target):
         return None
 
 
-TARGETS = {cls.name: cls.__name__ for cls in (TFServingDirect, TorchServeDirect, GatewayTF, GatewayTorch, GatewayCompare)}
+
+# Each class's report name must be the one the runner asks for.
+assert {cls.name: cls.__name__ for cls in _Target.__subclasses__()} == TARGETS

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest.locustfile import TARGETS
+from loadtest.targets import TARGETS
 from loadtest.payloads import payloads
 from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack

@@ -1,0 +1,79 @@
+"""Real locust runs: a short benchmark gives a complete report; a wrong answer is counted as a failure."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from loadtest.runner import BenchOptions, bench, run_locust
+from stack.config import StackConfig
+from stack.launcher import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    opts = BenchOptions(users=[1, 2], duration_s=2, slo_ms=1000, slo_users=2, slo_duration_s=2, slo_max_steps=1,
+                        slo_start_rps=10)
+    summary = bench(opts, tmp_path, stack=native_stack, log=lambda _: None)
+    ms = summary["measurements"]
+    targets = {"tf-direct", "torch-direct", "gateway-tf", "gateway-torch", "gateway-compare"}
+    assert {(m["target"], m["users"]) for m in ms} == {(t, u) for t in targets for u in (1, 2)}
+    for m in ms:
+        assert m["requests"] > 0 and m["failures"] == 0, m
+        assert 0 < m["p50"] <= m["p99"] <= m["max"] + 1
+    report = (tmp_path / "report.md").read_text()
+    for target in targets:
+        assert f"### {target}" in report
+    for section in ("## Environment", "## Gateway added latency", "## Highest rate within the latency SLO",
+                    "not TensorFlow Serving", "| tf | off | 1 |", "| torch | off | 2 |"):
+        assert section in report
+    for png in ("latency_percentiles.png", "throughput.png", "latency_distribution.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in report
+    assert json.loads((tmp_path / "summary.json").read_text())["environment"]["cpu_count"] >= 1
+    assert (tmp_path / "csv" / "off-tf-direct-u1_stats.csv").exists()
+    assert (tmp_path / "csv" / "off-gateway-compare-u2.html").exists()
+    assert len(summary["slo"]) == 2
+
+
+@pytest.fixture
+def wrong_model_server():  # type: ignore[no-untyped-def]
+    """A server with TF Serving's predict URL whose model always answers class (true + 1) % 10."""
+    from loadtest.payloads import payloads
+
+    expected = {p.body: p.expected for p in payloads(1)}
+
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.body()
+        labels = expected[body]
+        return JSONResponse({"predictions": [[1.0 if i == (k + 1) % 10 else 0.0 for i in range(10)]
+                                             for k in labels]})
+
+    port = free_port()
+    app = Starlette(routes=[Route("/v1/models/digits:predict", predict, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = StackConfig.load({"TF_REST_PORT": str(wrong_model_server)})
+    m = run_locust(cfg, "tf-direct", users=2, duration_s=2, out_prefix=tmp_path / "wrong", batch_size=1,
+                   batching="off")
+    assert m.requests > 0
+    assert m.failures == m.requests
+    assert any("expected" in s for s in m.failure_samples)
