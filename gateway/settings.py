@@ -27,6 +27,10 @@ class Settings(BaseSettings):
 
     torch_url: str = _stack.ts_inference_url
     torch_management_url: str = _stack.ts_management_url
+    # "workers": ready when the management API shows a READY worker (native, compose). "ping": trust /ping,
+    # for clusters where a NetworkPolicy keeps the management port closed and the pod's own readiness probe
+    # already waits for a READY worker before the Service routes to it (k8s/).
+    torch_readiness: Literal["workers", "ping"] = "workers"
     torch_token: str | None = None  # for TorchServe deployments that keep token authorization on
 
     default_backend: BackendName = "tf"

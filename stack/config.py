@@ -52,6 +52,7 @@ class StackConfig:
     ts_grpc_inference_port: int
     ts_grpc_management_port: int
     torchserve_image: str
+    torchserve_gpu_image: str
     ts_batch_size: int
     ts_max_batch_delay_ms: int
     ts_workers: int

@@ -25,6 +25,7 @@ class TorchServeBackend:
         self._client = new_client(settings.torch_url, settings, headers)
         self._management = new_client(settings.torch_management_url, settings, headers)
         self._readiness_timeout = settings.readiness_timeout_s
+        self._readiness = settings.torch_readiness
         self._version: str | None = None
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
@@ -67,6 +68,8 @@ class TorchServeBackend:
 
     async def ready(self) -> tuple[bool, str]:
         """`/ping` says Healthy before a worker is up; the worker state is what counts."""
+        if self._readiness == "ping":
+            return await self._ping()
         try:
             models = await self._describe()
         except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
@@ -75,6 +78,15 @@ class TorchServeBackend:
         if any(w.get("status") == "READY" for w in workers):
             return True, "READY"
         return False, f"no READY worker for {self.model_name}: {[w.get('status') for w in workers]}"
+
+    async def _ping(self) -> tuple[bool, str]:
+        try:
+            with upstream_errors(self.name):
+                response = await self._client.get("/ping", timeout=self._readiness_timeout)
+            status = response.json().get("status") if response.status_code == 200 else None
+        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError, AttributeError) as exc:
+            return False, str(exc)
+        return (status == "Healthy"), f"ping: {status or response.status_code}"
 
     async def metadata(self) -> dict[str, Any]:
         models = await self._describe()

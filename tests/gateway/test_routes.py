@@ -220,3 +220,13 @@ def test_bearer_token_for_torchserve(upstreams) -> None:  # type: ignore[no-unty
         c.post("/predict/torch", json={"instances": [ROW]})
     sent = [call.request for call in upstreams.calls if call.request.url.path.startswith("/predictions")]
     assert sent and sent[0].headers["authorization"] == "Bearer s3cret"
+
+
+def test_ping_readiness_mode_for_clusters(upstreams) -> None:  # type: ignore[no-untyped-def]
+    upstreams.get(f"{TS}/ping").respond(json={"status": "Healthy"})
+    upstreams.get(f"{TSM}/models/digits").mock(side_effect=httpx.ConnectError("closed by NetworkPolicy"))
+    with make_client(torch_readiness="ping") as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200 and r.json()["backends"]["torch"] == "ping: Healthy"
+        upstreams.get(f"{TS}/ping").respond(500, json={"status": "Unhealthy"})
+        assert c.get("/readyz").status_code == 503

@@ -1,0 +1,237 @@
+"""Offline validation of the real deployment: compose against its schema, rendered kustomize overlays against
+the Kubernetes API schemas, checkov/hadolint scans; each check is shown to catch a deliberately broken file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack.config import ROOT, StackConfig
+from tests.deploy.compose_policy import violations
+
+CFG = StackConfig.load()
+VALIDATORS = ROOT / ".venv-validators" / "bin"
+OVERLAYS = ["local", "production", "gpu"]
+K8S_VERSION = "1.32.0"
+
+
+def tool(name: str) -> str:
+    path = VALIDATORS / name if (VALIDATORS / name).exists() else shutil.which(name)
+    if not path:
+        pytest.fail(f"{name} is missing: run scripts/install-validators.sh (make test does)")
+    return str(path)
+
+
+def run(*cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def compose_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ}
+
+
+# ---- compose -----------------------------------------------------------------------------------------------
+def compose_config(*files: Path) -> subprocess.CompletedProcess[str]:
+    args = [tool("docker-compose"), "--project-directory", str(ROOT)]
+    for f in files:
+        args += ["-f", str(f)]
+    return run(*args, "config", "-q")
+
+
+def test_compose_files_are_valid() -> None:
+    assert compose_config(ROOT / "docker-compose.yml").returncode == 0
+    gpu = compose_config(ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml")
+    assert gpu.returncode == 0, gpu.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("    read_only: true\n", "    read_only: true\n    no_such_key: 1\n"),  # unknown key
+     ("      retries: 20\n", "      retries: lots\n")],  # wrong type
+)
+def test_compose_validation_catches_a_broken_file(tmp_path: Path, old: str, new: str) -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert old in text
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace(old, new, 1))
+    result = compose_config(broken)
+    assert result.returncode != 0
+    assert "no_such_key" in result.stderr or "retries" in result.stderr
+
+
+def test_compose_policy() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert violations(compose) == []
+    ts = compose["services"]["torchserve"]
+    ts["ports"].append("127.0.0.1:8081:8081")
+    compose["services"]["gateway"]["privileged"] = True
+    compose["services"]["tf-serving"]["volumes"] = ["./models/tf:/models"]
+    found = violations(compose)
+    assert any("management/metrics port" in v for v in found)
+    assert any("gateway: privileged" in v for v in found)
+    assert any("models mounted writable" in v for v in found)
+
+
+def test_compose_waits_for_healthy_backends() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    deps = compose["services"]["gateway"]["depends_on"]
+    assert deps == {"tf-serving": {"condition": "service_healthy"}, "torchserve": {"condition": "service_healthy"}}
+    assert compose["services"]["locust-master"]["profiles"] == ["loadtest"]
+
+
+# ---- kubernetes ----------------------------------------------------------------------------------------------
+def render(overlay_dir: Path) -> str:
+    result = run(tool("kubectl"), "kustomize", str(overlay_dir))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("rendered")
+    paths = {}
+    for overlay in OVERLAYS:
+        paths[overlay] = out / f"{overlay}.yaml"
+        paths[overlay].write_text(render(ROOT / "k8s" / "overlays" / overlay))
+    return paths
+
+
+def kube_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return run(tool("kubernetes-validate"), "--strict", "--quiet", "-k", K8S_VERSION, str(path))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_matches_the_api_schemas(rendered, overlay: str) -> None:  # type: ignore[no-untyped-def]
+    result = kube_validate(rendered[overlay])
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(rendered[overlay].read_text())]
+    assert kinds.count("Deployment") >= 3 and kinds.count("Service") >= 3 and "NetworkPolicy" in kinds
+    if overlay == "gpu":
+        assert rendered[overlay].read_text().count("nvidia.com/gpu: \"1\"") == 2
+    if overlay != "local":
+        assert kinds.count("HorizontalPodAutoscaler") == 3 and kinds.count("PodDisruptionBudget") == 3
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), [
+    ("replicas: 1", "replicas: one", "replicas"),
+    ("automountServiceAccountToken: false", "automountServiceAccountToken: false\n      hostNetworking: true",
+     "hostNetworking"),
+])
+def test_schema_validation_catches_a_broken_manifest(rendered, tmp_path, old, new, fragment) -> None:  # type: ignore[no-untyped-def]
+    text = rendered["local"].read_text()
+    assert old in text
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(old, new, 1))
+    result = kube_validate(broken)
+    assert result.returncode != 0
+    assert fragment in result.stdout + result.stderr
+
+
+def checkov(*args: str) -> subprocess.CompletedProcess[str]:
+    return run(tool("checkov"), "--config-file", str(ROOT / "k8s" / ".checkov.yaml"), *args)
+
+
+def test_checkov_finds_nothing_in_the_manifests(rendered) -> None:  # type: ignore[no-untyped-def]
+    prod = checkov("--framework", "kubernetes", "-f", str(rendered["production"]), "-f", str(rendered["gpu"]))
+    assert prod.returncode == 0, prod.stdout[-3000:]
+    # The local overlay uses images loaded into the cluster by hand, so IfNotPresent is right there.
+    local = checkov("--framework", "kubernetes", "--skip-check", "CKV_K8S_43,CKV_K8S_15", "-f", str(rendered["local"]))
+    assert local.returncode == 0, local.stdout[-3000:]
+
+
+def test_checkov_catches_a_privileged_container(rendered, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    text = rendered["production"].read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true\n"
+                                   "          privileged: true", 1))
+    result = checkov("--framework", "kubernetes", "-f", str(broken))
+    assert result.returncode != 0
+    assert "CKV_K8S_16" in result.stdout or "CKV_K8S_20" in result.stdout
+
+
+DOCKERFILES = ["gateway/Dockerfile", "loadtest/Dockerfile", "models/Dockerfile"]
+BROKEN_DOCKERFILE = "FROM python:latest\nRUN apt-get update && apt-get install -y curl\nCOPY . /app\nCMD python /app/x.py\n"
+
+
+def test_dockerfiles_pass_hadolint_and_checkov() -> None:
+    for path in DOCKERFILES:
+        lint = run(tool("hadolint"), path)
+        assert lint.returncode == 0, f"{path}: {lint.stdout}"
+    scan = run(tool("checkov"), "--framework", "dockerfile", "--compact", "--quiet",
+               *[a for p in DOCKERFILES for a in ("-f", p)])
+    assert scan.returncode == 0, scan.stdout[-3000:]
+
+
+def test_dockerfile_checks_catch_a_broken_dockerfile(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(BROKEN_DOCKERFILE)
+    lint = run(tool("hadolint"), str(broken))
+    assert lint.returncode != 0 and "DL3007" in lint.stdout  # latest tag
+    scan = run(tool("checkov"), "--framework", "dockerfile", "--compact", "--quiet", "-f", str(broken))
+    assert scan.returncode != 0 and "CKV_DOCKER_3" in scan.stdout  # no USER
+
+
+# ---- one source of truth -----------------------------------------------------------------------------------
+def docs(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_k8s_agrees_with_env_and_models(rendered) -> None:  # type: ignore[no-untyped-def]
+    objects = docs(rendered["local"])
+    deployments = {d["metadata"]["name"]: d for d in objects if d["kind"] == "Deployment"}
+    images = {c["name"]: c["image"] for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images["tf-serving"] == CFG.tf_serving_image
+    assert images["torchserve"] == CFG.torchserve_image
+    tf_args = deployments["tf-serving"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--enable_batching={str(CFG.tf_batching).lower()}" in tf_args
+    text = rendered["local"].read_text()
+    assert f"/v1/models/{CFG.model_name}" in text and f"/models/{CFG.model_name}'" in text
+    gw_env = {e["name"]: e["value"] for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert gw_env["GATEWAY_MODEL_NAME"] == CFG.model_name
+    maps = {d["metadata"]["name"]: d["data"] for d in objects if d["kind"] == "ConfigMap"}
+    for key, path in [("models.config", "models/tf/models.config"), ("batching.config", "models/tf/batching.config"),
+                      ("monitoring.config", "models/tf/monitoring.config")]:
+        assert maps["tf-serving-config"][key] == (ROOT / path).read_text(), key
+    for key, path in [("config.properties", "models/torch/config.properties"), ("log4j2.xml", "models/torch/log4j2.xml")]:
+        assert maps["torchserve-config"][key] == (ROOT / path).read_text(), key
+
+
+def test_nothing_reaches_torchserves_management_port(rendered) -> None:  # type: ignore[no-untyped-def]
+    objects = docs(rendered["local"])
+    for policy in (d for d in objects if d["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            assert 8081 not in [p.get("port") for p in rule.get("ports", [])]
+    ts_service = next(d for d in objects if d["kind"] == "Service" and d["metadata"]["name"] == "torchserve")
+    assert 8081 not in [p["port"] for p in ts_service["spec"]["ports"]]
+    env = next(d for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"] == "torchserve")
+    ts_env = {e["name"]: e.get("value") for e in env["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert ts_env["TS_MANAGEMENT_ADDRESS"].startswith("http://127.0.0.1:")
+
+
+def test_every_container_is_hardened(rendered) -> None:  # type: ignore[no-untyped-def]
+    for d in docs(rendered["production"]):
+        if d["kind"] != "Deployment":
+            continue
+        spec = d["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert "requests" in c["resources"] and "limits" in c["resources"], c["name"]
+        for c in spec["containers"]:
+            assert "readinessProbe" in c and "livenessProbe" in c, c["name"]
+
+
+def test_compose_agrees_with_env() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in ("TF_SERVING_IMAGE", "TORCHSERVE_IMAGE", "TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT",
+                 "GATEWAY_PORT", "MODEL_NAME", "TF_BATCHING"):
+        assert "${" + name + "}" in text, name
+    assert not re.search(r"digits", text), "the model name comes from .env"
