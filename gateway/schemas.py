@@ -15,7 +15,10 @@ _EXAMPLE_ROW = [0.0, 0.0, 0.3125, 0.8125, 0.5625, 0.0625, 0.0, 0.0, 0.0, 0.0, 0.
                 0.4375, 0.0, 0.0, 0.125, 0.875, 0.3125, 0.625, 0.75, 0.0, 0.0, 0.0, 0.0, 0.375, 0.8125, 0.625,
                 0.0, 0.0, 0.0]  # fmt: skip  (the first digit of scikit-learn's digits, a 0, scaled to [0, 1])
 
-Feature = Annotated[float, Strict(), AllowInfNan(False)]
+# Finite and bounded: the servers compute in float32, and a bound far above any pixel intensity keeps every
+# activation finite, so no client input can turn into a backend error.
+FEATURE_ABS_MAX = 1e6
+Feature = Annotated[float, Strict(), AllowInfNan(False), Field(ge=-FEATURE_ABS_MAX, le=FEATURE_ABS_MAX)]
 Row = Annotated[list[Feature], Field(min_length=_cfg.n_features, max_length=_cfg.n_features)]
 Backend = Literal["tf", "torch"]
 

@@ -81,8 +81,10 @@ def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
 
 
 class NativeStack:
-    def __init__(self, cfg: StackConfig | None = None, run_dir: Path | None = None) -> None:
+    def __init__(self, cfg: StackConfig | None = None, run_dir: Path | None = None,
+                 gateway_env: dict[str, str] | None = None) -> None:
         self.cfg = cfg or StackConfig.load()
+        self.gateway_env = gateway_env or {}
         self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR", ROOT / ".run")).resolve()
         self.state_path = self.run_dir / STATE_FILE
 
@@ -153,6 +155,7 @@ class NativeStack:
             "GATEWAY_TORCH_URL": cfg.ts_inference_url,
             "GATEWAY_TORCH_MANAGEMENT_URL": cfg.ts_management_url,
             "GATEWAY_MODEL_NAME": cfg.model_name,
+            **self.gateway_env,
         }
 
         def ready() -> tuple[bool, str]:
@@ -195,6 +198,30 @@ class NativeStack:
             self.down(log=log)
             raise
         return procs
+
+    def stop_service(self, name: str, grace: float = 10.0) -> None:
+        """Stop one part (fault tests); the rest keeps running."""
+        state = self._read_state()
+        for p in state:
+            if p["name"] == name:
+                pid = int(p["pid"])  # type: ignore[call-overload]
+                _signal_group(pid, signal.SIGTERM)
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline and _group_alive(pid):
+                    time.sleep(0.05)
+                _signal_group(pid, signal.SIGKILL)
+                _reap(pid)
+        self.state_path.write_text(json.dumps([p for p in state if p["name"] != name], indent=2))
+
+    def start_service(self, name: str, timeout: float = 120.0) -> Proc:
+        """(Re)start one part and wait until it is ready."""
+        svc = next(s for s in self.services() if s.name == name)
+        proc = self._spawn(svc, lambda _: None)
+        self._wait_ready(svc, [proc], timeout, lambda _: None)
+        return proc
+
+    def pid_of(self, name: str) -> int:
+        return next(int(p["pid"]) for p in self._read_state() if p["name"] == name)  # type: ignore[call-overload]
 
     def _spawn(self, svc: Service, log: Callable[[str], None]) -> Proc:
         logs = self.run_dir / "logs"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int 
     if (
         not isinstance(predictions, list)
         or len(predictions) != rows
-        or not all(isinstance(p, list) and p and all(isinstance(v, int | float) for v in p) for p in predictions)
+        or not all(isinstance(p, list) and p and all(isinstance(v, int | float) and math.isfinite(v) for v in p)
+                   for p in predictions)
         or (n_classes is not None and any(len(p) != n_classes for p in predictions))
     ):
         raise UpstreamError(f"backend '{backend}' returned malformed predictions", backend=backend)

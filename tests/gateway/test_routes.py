@@ -102,6 +102,7 @@ BAD_BODIES = [
     ({"instances": []}, 422, "at least 1 item"),
     ({"instances": [ROW], "extra": 1}, 422, "extra"),
     ({}, 422, "instances: Field required"),
+    ({"instances": [[1e30] * 64]}, 422, "less than or equal to 1000000"),
     ([ROW], 422, "valid dictionary"),
 ]
 
@@ -157,6 +158,7 @@ def test_invalid_json_wrong_content_type_and_sizes(upstreams) -> None:  # type: 
         (httpx.Response(200, json={"predictions": [PROBS, PROBS]}), 502, "malformed predictions"),
         (httpx.Response(200, json={"predictions": [["a"]]}), 502, "malformed predictions"),
         (httpx.Response(200, json={"nothing": 1}), 502, "malformed predictions"),
+        (httpx.Response(200, content=b'{"predictions": [[NaN, 0.5]]}'), 502, "malformed predictions"),
     ],
 )
 def test_upstream_failures_map_to_gateway_errors(client, upstreams, effect, status, fragment) -> None:  # type: ignore[no-untyped-def]
