@@ -40,11 +40,16 @@ def build_mar(cfg: StackConfig, torchscript: Path, workdir: Path) -> Path:
 def write_reference(split: data.DigitsSplit, expected: np.ndarray) -> Path:
     """The load tests' payload: test rows, true labels, and the exported models' own answers to check against."""
     REFERENCE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    REFERENCE_FILE.write_text(json.dumps({
-        "rows": split.x_test.astype(float).tolist(),
-        "labels": split.y_test.astype(int).tolist(),
-        "expected": expected.astype(int).tolist(),
-    }, separators=(",", ":")))
+    REFERENCE_FILE.write_text(
+        json.dumps(
+            {
+                "rows": split.x_test.astype(float).tolist(),
+                "labels": split.y_test.astype(int).tolist(),
+                "expected": expected.astype(int).tolist(),
+            },
+            separators=(",", ":"),
+        )
+    )
     return REFERENCE_FILE
 
 
@@ -94,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     diff = float(np.abs(tf_probs - torch_probs).max())
     write_reference(split, tf_probs.argmax(1))
     print(f"== test accuracy: SavedModel {tf_acc:.4f}, TorchScript {torch_acc:.4f}")
-    print(f"== max |p_tf - p_torch| on the test split: {diff:.2e}; argmax agree: "
-          f"{bool((tf_probs.argmax(1) == torch_probs.argmax(1)).all())}")
+    print(
+        f"== max |p_tf - p_torch| on the test split: {diff:.2e}; argmax agree: "
+        f"{bool((tf_probs.argmax(1) == torch_probs.argmax(1)).all())}"
+    )
     return 0
 
 

@@ -26,7 +26,5 @@ def load_split(seed: int = SEED) -> DigitsSplit:
     digits = load_digits()
     x = (digits.data / PIXEL_MAX).astype(np.float32)
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed
-    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
     return DigitsSplit(x_train, y_train, x_test, y_test)

@@ -25,6 +25,7 @@ SIGNATURE_FILE = "signature.json"
 # defined in a handler module, so there is no custom exception class here.
 RequestError = ValueError
 
+
 def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[list[float]]:
     """Validate one request body; return its rows or raise RequestError saying what is wrong."""
     if isinstance(body, bytes | bytearray):

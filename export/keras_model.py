@@ -10,10 +10,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from export.data import DigitsSplit  # noqa: E402
+from export.data import DigitsSplit
 
 INPUT_NAME = "features"  # the signature's input; unnamed, Keras 3 calls it `keras_tensor`
 OUTPUT_NAME = "output_0"  # Keras 3's name for the single output of the serving signature
@@ -34,9 +34,7 @@ def train(
 ) -> keras.Model:
     keras.utils.set_random_seed(seed)
     model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir))] if log_dir is not None else []
     model.fit(
         split.x_train,

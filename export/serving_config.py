@@ -43,8 +43,9 @@ CONTAINER_MODEL_STORE = "/home/model-server/model-store"
 CONTAINER_LOG4J = "/home/model-server/config/log4j2.xml"
 
 
-def ts_config_properties(cfg: StackConfig, model_store: str = CONTAINER_MODEL_STORE,
-                         log4j: str = CONTAINER_LOG4J) -> str:
+def ts_config_properties(
+    cfg: StackConfig, model_store: str = CONTAINER_MODEL_STORE, log4j: str = CONTAINER_LOG4J
+) -> str:
     """Loopback addresses for native use; containers override them through TS_* environment variables."""
     models = {
         cfg.model_name: {

@@ -92,7 +92,8 @@ def keras_weights(model: nn.Sequential) -> list[np.ndarray]:
 
 def load_keras_weights(model: nn.Sequential, weights: list[np.ndarray]) -> None:
     with torch.no_grad():
-        for layer, (kernel, bias) in zip(linear_layers(model), zip(weights[::2], weights[1::2]), strict=True):
+        pairs = zip(weights[::2], weights[1::2], strict=True)
+        for layer, (kernel, bias) in zip(linear_layers(model), pairs, strict=True):
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
             layer.bias.copy_(torch.from_numpy(bias))
 

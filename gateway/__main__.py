@@ -14,8 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway")
     parser.add_argument("--host", default=cfg.host)
     parser.add_argument("--port", type=int, default=cfg.gateway_port)
-    parser.add_argument("--graceful-timeout", type=float, default=10.0,
-                        help="seconds in-flight requests get to finish after SIGTERM")
+    parser.add_argument(
+        "--graceful-timeout", type=float, default=10.0, help="seconds in-flight requests get to finish after SIGTERM"
+    )
     args = parser.parse_args(argv)
     uvicorn.run(
         "gateway.main:create_app",

@@ -14,8 +14,13 @@ class BodyLimitMiddleware:
 
     async def _reject(self, send: Send, status: int, message: str) -> None:
         body = json.dumps({"error": message}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -25,7 +30,9 @@ class BodyLimitMiddleware:
         headers = dict(scope["headers"])
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if ctype != b"application/json" and not ctype.endswith(b"+json"):
-            await self._reject(send, 415, f"Content-Type must be application/json; got {ctype.decode('latin-1') or 'none'}")
+            await self._reject(
+                send, 415, f"Content-Type must be application/json; got {ctype.decode('latin-1') or 'none'}"
+            )
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

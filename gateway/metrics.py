@@ -14,16 +14,24 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "gateway_requests", "Requests answered by the gateway", ["route", "backend", "status"],
+            "gateway_requests",
+            "Requests answered by the gateway",
+            ["route", "backend", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "gateway_request_duration_seconds", "Total time in the gateway, upstream included",
-            ["route", "backend", "status"], buckets=BUCKETS, registry=self.registry,
+            "gateway_request_duration_seconds",
+            "Total time in the gateway, upstream included",
+            ["route", "backend", "status"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
         self.upstream = Histogram(
-            "gateway_upstream_duration_seconds", "Time waiting for the backend",
-            ["backend", "outcome"], buckets=BUCKETS, registry=self.registry,
+            "gateway_upstream_duration_seconds",
+            "Time waiting for the backend",
+            ["backend", "outcome"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
 
 

@@ -9,11 +9,72 @@ from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
 from stack.config import StackConfig
 
 _cfg = StackConfig.load()
-_EXAMPLE_ROW = [0.0, 0.0, 0.3125, 0.8125, 0.5625, 0.0625, 0.0, 0.0, 0.0, 0.0, 0.8125, 0.9375, 0.625, 0.9375,
-                0.3125, 0.0, 0.0, 0.1875, 0.9375, 0.125, 0.0, 0.6875, 0.5, 0.0, 0.0, 0.25, 0.75, 0.0, 0.0, 0.5,
-                0.5, 0.0, 0.0, 0.3125, 0.5, 0.0, 0.0, 0.5625, 0.5, 0.0, 0.0, 0.25, 0.6875, 0.0, 0.0625, 0.75,
-                0.4375, 0.0, 0.0, 0.125, 0.875, 0.3125, 0.625, 0.75, 0.0, 0.0, 0.0, 0.0, 0.375, 0.8125, 0.625,
-                0.0, 0.0, 0.0]  # fmt: skip  (the first digit of scikit-learn's digits, a 0, scaled to [0, 1])
+_EXAMPLE_ROW = [
+    0.0,
+    0.0,
+    0.3125,
+    0.8125,
+    0.5625,
+    0.0625,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.8125,
+    0.9375,
+    0.625,
+    0.9375,
+    0.3125,
+    0.0,
+    0.0,
+    0.1875,
+    0.9375,
+    0.125,
+    0.0,
+    0.6875,
+    0.5,
+    0.0,
+    0.0,
+    0.25,
+    0.75,
+    0.0,
+    0.0,
+    0.5,
+    0.5,
+    0.0,
+    0.0,
+    0.3125,
+    0.5,
+    0.0,
+    0.0,
+    0.5625,
+    0.5,
+    0.0,
+    0.0,
+    0.25,
+    0.6875,
+    0.0,
+    0.0625,
+    0.75,
+    0.4375,
+    0.0,
+    0.0,
+    0.125,
+    0.875,
+    0.3125,
+    0.625,
+    0.75,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.375,
+    0.8125,
+    0.625,
+    0.0,
+    0.0,
+    0.0,
+]  # fmt: skip  (the first digit of scikit-learn's digits, a 0, scaled to [0, 1])
 
 # Finite and bounded: the servers compute in float32, and a bound far above any pixel intensity keeps every
 # activation finite, so no client input can turn into a backend error.
@@ -26,7 +87,7 @@ Backend = Literal["tf", "torch"]
 class PredictRequest(BaseModel):
     """TF Serving's row format: one row of pixel intensities (scaled to [0, 1]) per instance."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"instances": [_EXAMPLE_ROW]}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"instances": [list(_EXAMPLE_ROW)]}]})  # type: ignore[list-item]
 
     instances: Annotated[list[Row], Field(min_length=1)]
 

@@ -22,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--duration", type=float, default=8.0, help="seconds per run (default 8)")
     b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
     b.add_argument("--batch-size", type=int, default=1, help="rows per request")
-    b.add_argument("--batching", choices=["off", "on", "both"], default="off",
-                   help="server-side batching on both backends (default off)")
+    b.add_argument(
+        "--batching",
+        choices=["off", "on", "both"],
+        default="off",
+        help="server-side batching on both backends (default off)",
+    )
     b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound for the SLO search; 0 skips it")
     b.add_argument("--slo-users", type=int, default=16)
     b.add_argument("--slo-duration", type=float, default=6.0)
@@ -68,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     from loadtest.runner import BenchOptions, StageFailed, bench
 
     opts = BenchOptions(
-        users=args.users, duration_s=args.duration, targets=args.targets.split(","), batch_size=args.batch_size,
+        users=args.users,
+        duration_s=args.duration,
+        targets=args.targets.split(","),
+        batch_size=args.batch_size,
         batching=["off", "on"] if args.batching == "both" else [args.batching],
-        slo_ms=args.slo_ms or None, slo_users=args.slo_users, slo_duration_s=args.slo_duration,
+        slo_ms=args.slo_ms or None,
+        slo_users=args.slo_users,
+        slo_duration_s=args.slo_duration,
     )
     out = args.out or ROOT / "reports" / stamp
     print(f"== benchmark -> {out}")
@@ -80,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: benchmark stage failed: {exc}", file=sys.stderr)
         return 1
     print(f"== report: {out / 'report.md'} ({summary['wall_s']} s)")
-    failed = sum(m["failures"] for m in summary["measurements"])  # type: ignore[index, union-attr]
+    measurements: list[dict[str, int]] = summary["measurements"]  # type: ignore[assignment]
+    failed = sum(m["failures"] for m in measurements)
     if failed:
         print(f"!! {failed} failed requests: see the report", file=sys.stderr)
     return 0

@@ -31,15 +31,18 @@ def environment(cfg: StackConfig, opts: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "tf_server": "TensorFlow Serving (tensorflow_model_server)" if kind == TF_BINARY else COMPAT_NAME,
         "tf_server_is_real_tf_serving": kind == TF_BINARY,
-        "versions": {p: _version(p) for p in ("tensorflow-cpu", "torch", "torchserve", "locust", "fastapi",
-                                              "uvicorn", "httpx")},
+        "versions": {
+            p: _version(p) for p in ("tensorflow-cpu", "torch", "torchserve", "locust", "fastapi", "uvicorn", "httpx")
+        },
         "model": {"name": cfg.model_name, "version": cfg.model_version},
         "batch_size_per_request": opts.batch_size,
         "batching_modes": opts.batching,
-        "batching_on_settings": {"tf_max_batch_size": cfg.tf_max_batch_size,
-                                 "tf_batch_timeout_micros": cfg.tf_batch_timeout_micros,
-                                 "ts_batch_size": cfg.tf_max_batch_size,
-                                 "ts_max_batch_delay_ms": max(1, cfg.tf_batch_timeout_micros // 1000)},
+        "batching_on_settings": {
+            "tf_max_batch_size": cfg.tf_max_batch_size,
+            "tf_batch_timeout_micros": cfg.tf_batch_timeout_micros,
+            "ts_batch_size": cfg.tf_max_batch_size,
+            "ts_max_batch_delay_ms": max(1, cfg.tf_batch_timeout_micros // 1000),
+        },
         "ts_workers": cfg.ts_workers,
         "load_generator": "locust (FastHttpUser), one process on the same machine as the servers",
     }
@@ -68,10 +71,21 @@ def _plots(summary: dict[str, Any], out: Path) -> list[str]:
     for (target, batching), rows in series.items():
         users = [m["users"] for m in rows]
         line = ax.plot(users, [m["p50"] for m in rows], marker="o", label=f"{target} [{batching}] p50")[0]
-        ax.plot(users, [m["p99"] for m in rows], marker="^", linestyle="--", color=line.get_color(),
-                label=f"{target} [{batching}] p99")
-    ax.set(xscale="log", yscale="log", xlabel="concurrent users", ylabel="latency (ms)",
-           title="Latency percentiles vs concurrency")
+        ax.plot(
+            users,
+            [m["p99"] for m in rows],
+            marker="^",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{target} [{batching}] p99",
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent users",
+        ylabel="latency (ms)",
+        title="Latency percentiles vs concurrency",
+    )
     _user_ticks(ax, ms)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -95,11 +109,19 @@ def _plots(summary: dict[str, Any], out: Path) -> list[str]:
     for (target, batching), rows in series.items():
         m = next(r for r in rows if r["users"] == max(r2["users"] for r2 in rows))
         keys = list(m["percentiles"])
-        ax.plot(range(len(keys)), [m["percentiles"][k] for k in keys], marker="o",
-                label=f"{target} [{batching}] ({m['users']} users)")
+        ax.plot(
+            range(len(keys)),
+            [m["percentiles"][k] for k in keys],
+            marker="o",
+            label=f"{target} [{batching}] ({m['users']} users)",
+        )
         ax.set_xticks(range(len(keys)), keys)
-    ax.set(yscale="log", xlabel="percentile", ylabel="latency (ms)",
-           title=f"Latency distribution at the highest concurrency ({top} users)")
+    ax.set(
+        yscale="log",
+        xlabel="percentile",
+        ylabel="latency (ms)",
+        title=f"Latency distribution at the highest concurrency ({top} users)",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -132,11 +154,23 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
     ms = summary["measurements"]
     lines = ["# servecompare: TensorFlow Serving side vs TorchServe", ""]
     if not env["tf_server_is_real_tf_serving"]:
-        lines += [f"> **Note:** the TF side is the {env['tf_server']}: `tensorflow_model_server` was not on this",
-                  "> machine. Its figures measure that stand-in, not TensorFlow Serving itself.", ""]
+        lines += [
+            f"> **Note:** the TF side is the {env['tf_server']}: `tensorflow_model_server` was not on this",
+            "> machine. Its figures measure that stand-in, not TensorFlow Serving itself.",
+            "",
+        ]
     lines += ["## Environment", "", "| | |", "|---|---|"]
-    for key in ("cpu_count", "machine", "platform", "python", "tf_server", "batch_size_per_request",
-                "batching_modes", "ts_workers", "load_generator"):
+    for key in (
+        "cpu_count",
+        "machine",
+        "platform",
+        "python",
+        "tf_server",
+        "batch_size_per_request",
+        "batching_modes",
+        "ts_workers",
+        "load_generator",
+    ):
         lines.append(f"| {key} | {env[key]} |")
     lines.append(f"| versions | {', '.join(f'{k} {v}' for k, v in env['versions'].items())} |")
     lines.append(f"| batching 'on' settings | {env['batching_on_settings']} |")
@@ -144,40 +178,64 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
 
     lines += ["## Throughput and latency", ""]
     for target in dict.fromkeys(m["target"] for m in ms):
-        lines += [f"### {target}", "", "| batching | users | req/s | p50 | p90 | p99 | max | errors |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"### {target}",
+            "",
+            "| batching | users | req/s | p50 | p90 | p99 | max | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for m in sorted((m for m in ms if m["target"] == target), key=lambda m: (m["batching"], m["users"])):
-            lines.append(f"| {m['batching']} | {m['users']} | {m['rps']:.1f} | {m['p50']:.1f} | {m['p90']:.1f} | "
-                         f"{m['p99']:.1f} | {m['max']:.1f} | {m['failures']} |")
+            lines.append(
+                f"| {m['batching']} | {m['users']} | {m['rps']:.1f} | {m['p50']:.1f} | {m['p90']:.1f} | "
+                f"{m['p99']:.1f} | {m['max']:.1f} | {m['failures']} |"
+            )
         lines.append("")
     failures = [m for m in ms if m["failures"]]
     if failures:
         lines += ["### Failures", ""]
-        lines += [f"- {m['target']} x{m['users']} [{m['batching']}]: {'; '.join(m['failure_samples'])}" for m in failures]
+        lines += [
+            f"- {m['target']} x{m['users']} [{m['batching']}]: {'; '.join(m['failure_samples'])}" for m in failures
+        ]
         lines.append("")
 
     overhead = gateway_overhead(ms)
-    lines += ["## Gateway added latency", "",
-              "Gateway route minus the same backend called directly, same concurrency and batching.", "",
-              "| backend | batching | users | added p50 (ms) | added p99 (ms) | throughput vs direct |",
-              "|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "## Gateway added latency",
+        "",
+        "Gateway route minus the same backend called directly, same concurrency and batching.",
+        "",
+        "| backend | batching | users | added p50 (ms) | added p99 (ms) | throughput vs direct |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in overhead:
-        lines.append(f"| {r['backend']} | {r['batching']} | {r['users']} | {r['added_p50_ms']} | {r['added_p99_ms']} | "
-                     f"{r['throughput_ratio']} |")
+        lines.append(
+            f"| {r['backend']} | {r['batching']} | {r['users']} | {r['added_p50_ms']} | {r['added_p99_ms']} | "
+            f"{r['throughput_ratio']} |"
+        )
     lines.append("")
 
     if summary["slo"]:
-        lines += ["## Highest rate within the latency SLO", "",
-                  "Offered rate raised step by step (paced users) until p99 broke the bound or errors appeared.", "",
-                  "| target | batching | p99 bound (ms) | max req/s that held | steps |", "|---|---|---:|---:|---:|"]
+        lines += [
+            "## Highest rate within the latency SLO",
+            "",
+            "Offered rate raised step by step (paced users) until p99 broke the bound or errors appeared.",
+            "",
+            "| target | batching | p99 bound (ms) | max req/s that held | steps |",
+            "|---|---|---:|---:|---:|",
+        ]
         for s in summary["slo"]:
             best = f"{s['max_rps_within_slo']:.1f}" if s["max_rps_within_slo"] else "none (first step broke it)"
             lines.append(f"| {s['target']} | {s['batching']} | {s['slo_p99_ms']:.0f} | {best} | {len(s['steps'])} |")
         lines.append("")
 
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
-    lines += ["## Raw data", "", "- `summary.json`: every figure above", "- `csv/`: locust's CSVs and HTML report "
-              "for every run (`<batching>-<target>-u<users>_stats.csv`, `.html`)", ""]
+    lines += [
+        "## Raw data",
+        "",
+        "- `summary.json`: every figure above",
+        "- `csv/`: locust's CSVs and HTML report for every run (`<batching>-<target>-u<users>_stats.csv`, `.html`)",
+        "",
+    ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

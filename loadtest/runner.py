@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from loadtest.targets import TARGETS
 from loadtest.payloads import payloads
+from loadtest.targets import TARGETS
 from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack
 
@@ -81,18 +81,36 @@ def locust_env(cfg: StackConfig, batch_size: int, rate_per_user: float = 0.0) ->
     }
 
 
-def run_locust(cfg: StackConfig, target: str, users: int, duration_s: float, out_prefix: Path, batch_size: int,
-               batching: str, rate_per_user: float = 0.0) -> Measurement:
-    """One headless locust run of one target; its CSVs and HTML land next to `out_prefix`."""
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
+def locust_command(users: int, duration_s: float, out_prefix: Path, classes: list[str], *extra: str) -> list[str]:
+    return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "-u", str(users), "-r", str(max(users, 1) * 10), "-t", f"{max(duration_s, 1):.0f}s",
         "--csv", str(out_prefix), "--html", f"{out_prefix}.html", "--only-summary", "--stop-timeout", "2",
-        "--exit-code-on-error", "0", "--loglevel", "WARNING", TARGETS[target],
+        "--exit-code-on-error", "0", "--loglevel", "WARNING", *extra, *classes,
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, env=locust_env(cfg, batch_size, rate_per_user), capture_output=True,
-                          text=True, timeout=duration_s + 120)
+
+
+def run_locust(
+    cfg: StackConfig,
+    target: str,
+    users: int,
+    duration_s: float,
+    out_prefix: Path,
+    batch_size: int,
+    batching: str,
+    rate_per_user: float = 0.0,
+) -> Measurement:
+    """One headless locust run of one target; its CSVs and HTML land next to `out_prefix`."""
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    cmd = locust_command(users, duration_s, out_prefix, [TARGETS[target]])
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=locust_env(cfg, batch_size, rate_per_user),
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 120,
+    )
     if proc.returncode != 0:
         raise StageFailed(f"locust run {target} x{users} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
     return parse_stats(out_prefix, target, users, batching, rate_per_user)
@@ -144,48 +162,84 @@ def warm_up(cfg: StackConfig, targets: list[str], batch_size: int, n: int = 20) 
                     raise StageFailed(f"warm-up of {target} answered {r.status_code}: {r.text[:300]}")
 
 
-def sweep(cfg: StackConfig, opts: BenchOptions, out: Path, batching: str,
-          log: Callable[[str], None]) -> list[Measurement]:
+def sweep(
+    cfg: StackConfig, opts: BenchOptions, out: Path, batching: str, log: Callable[[str], None]
+) -> list[Measurement]:
     results = []
     total = len(opts.users) * len(opts.targets)
     done = 0
     for level, users in enumerate(opts.users):
         # Rotate the order at each level: neither backend always goes first (or right after the other).
-        order = opts.targets[level % len(opts.targets):] + opts.targets[: level % len(opts.targets)]
+        order = opts.targets[level % len(opts.targets) :] + opts.targets[: level % len(opts.targets)]
         for target in order:
             done += 1
             log(f"   [{done}/{total}] batching {batching}: {target} with {users} users for {opts.duration_s:.0f}s")
-            m = run_locust(cfg, target, users, opts.duration_s, out / "csv" / f"{batching}-{target}-u{users}",
-                           opts.batch_size, batching)
+            m = run_locust(
+                cfg,
+                target,
+                users,
+                opts.duration_s,
+                out / "csv" / f"{batching}-{target}-u{users}",
+                opts.batch_size,
+                batching,
+            )
             log(f"      {m.rps:8.1f} req/s  p50 {m.p50:6.1f} ms  p99 {m.p99:6.1f} ms  failures {m.failures}")
             results.append(m)
     return results
 
 
-def slo_search(cfg: StackConfig, opts: BenchOptions, out: Path, batching: str,
-               log: Callable[[str], None]) -> list[dict[str, object]]:
+def slo_search(
+    cfg: StackConfig, opts: BenchOptions, out: Path, batching: str, log: Callable[[str], None]
+) -> list[dict[str, object]]:
     """MLPerf-Server-like: raise the offered rate until p99 breaks the bound; report the best rate that held."""
     assert opts.slo_ms is not None
     found = []
     for target in opts.slo_targets:
         rate, best, steps = opts.slo_start_rps, None, []
         for step in range(opts.slo_max_steps):
-            m = run_locust(cfg, target, opts.slo_users, opts.slo_duration_s,
-                           out / "csv" / f"{batching}-slo-{target}-{step}", opts.batch_size, batching,
-                           rate_per_user=rate / opts.slo_users)
+            m = run_locust(
+                cfg,
+                target,
+                opts.slo_users,
+                opts.slo_duration_s,
+                out / "csv" / f"{batching}-slo-{target}-{step}",
+                opts.batch_size,
+                batching,
+                rate_per_user=rate / opts.slo_users,
+            )
             held = m.failures == 0 and m.p99 <= opts.slo_ms and m.rps >= 0.9 * rate
-            steps.append({"offered_rps": round(rate, 1), "achieved_rps": m.rps, "p99_ms": m.p99,
-                          "failures": m.failures, "held": held})
-            why = ("holds" if held else
-                   f"p99 over {opts.slo_ms:.0f} ms" if m.p99 > opts.slo_ms else
-                   f"{m.failures} failures" if m.failures else "cannot keep up with the offered rate")
+            steps.append(
+                {
+                    "offered_rps": round(rate, 1),
+                    "achieved_rps": m.rps,
+                    "p99_ms": m.p99,
+                    "failures": m.failures,
+                    "held": held,
+                }
+            )
+            why = (
+                "holds"
+                if held
+                else f"p99 over {opts.slo_ms:.0f} ms"
+                if m.p99 > opts.slo_ms
+                else f"{m.failures} failures"
+                if m.failures
+                else "cannot keep up with the offered rate"
+            )
             log(f"   SLO {target}: offered {rate:7.1f} req/s -> {m.rps:7.1f} req/s, p99 {m.p99:.1f} ms: {why}")
             if not held:
                 break
             best = m.rps
             rate *= opts.slo_growth
-        found.append({"target": target, "batching": batching, "slo_p99_ms": opts.slo_ms,
-                      "max_rps_within_slo": best, "steps": steps})
+        found.append(
+            {
+                "target": target,
+                "batching": batching,
+                "slo_p99_ms": opts.slo_ms,
+                "max_rps_within_slo": best,
+                "steps": steps,
+            }
+        )
     return found
 
 
@@ -193,13 +247,17 @@ def batching_overrides(mode: str, cfg: StackConfig) -> dict[str, str]:
     """'off': no server-side batching on either side; 'on': the same max batch and delay on both."""
     if mode == "off":
         return {"TF_BATCHING": "false", "TS_BATCH_SIZE": "1"}
-    return {"TF_BATCHING": "true", "TS_BATCH_SIZE": str(cfg.tf_max_batch_size),
-            "TS_MAX_BATCH_DELAY_MS": str(max(1, cfg.tf_batch_timeout_micros // 1000))}
+    return {
+        "TF_BATCHING": "true",
+        "TS_BATCH_SIZE": str(cfg.tf_max_batch_size),
+        "TS_MAX_BATCH_DELAY_MS": str(max(1, cfg.tf_batch_timeout_micros // 1000)),
+    }
 
 
 @contextmanager
-def _stack_for(mode: str, base: StackConfig, existing: NativeStack | None, run_dir: Path,
-               log: Callable[[str], None]) -> Iterator[StackConfig]:
+def _stack_for(
+    mode: str, base: StackConfig, existing: NativeStack | None, run_dir: Path, log: Callable[[str], None]
+) -> Iterator[StackConfig]:
     if existing is not None:
         yield existing.cfg
         return
@@ -214,8 +272,9 @@ def _stack_for(mode: str, base: StackConfig, existing: NativeStack | None, run_d
         stack.down(log=lambda line: log("   " + line))
 
 
-def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None,
-          log: Callable[[str], None] = print) -> dict[str, object]:
+def bench(
+    opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: Callable[[str], None] = print
+) -> dict[str, object]:
     """Run everything, write `summary.json` and the report into `out`; the stack is always stopped."""
     from loadtest import report
 

@@ -17,8 +17,9 @@ from stack.launcher import NativeStack, StackError, tf_server_kind
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack and wait until it is ready")
     up.add_argument("--detach", action="store_true", help="return once ready; stop later with `down`")

@@ -7,6 +7,7 @@ Logs, pid files and temp files live under the run dir, never in the source tree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -81,11 +83,12 @@ def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
 
 
 class NativeStack:
-    def __init__(self, cfg: StackConfig | None = None, run_dir: Path | None = None,
-                 gateway_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cfg: StackConfig | None = None, run_dir: Path | None = None, gateway_env: dict[str, str] | None = None
+    ) -> None:
         self.cfg = cfg or StackConfig.load()
         self.gateway_env = gateway_env or {}
-        self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR", ROOT / ".run")).resolve()
+        self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR") or ROOT / ".run").resolve()
         self.state_path = self.run_dir / STATE_FILE
 
     # ---- the three services -------------------------------------------------------------------------------
@@ -107,8 +110,14 @@ class NativeStack:
             cmd = [shutil.which(TF_BINARY) or TF_BINARY, *args]
             name = "tf-serving"
         else:
-            cmd = [sys.executable, "-m", "stack.tfserving_compat", *args,
-                   f"--rest_api_bind_address={cfg.host}", f"--grpc_bind_address={cfg.host}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "stack.tfserving_compat",
+                *args,
+                f"--rest_api_bind_address={cfg.host}",
+                f"--grpc_bind_address={cfg.host}",
+            ]
             name = "tfserving-compat"
 
         def ready() -> tuple[bool, str]:
@@ -116,8 +125,14 @@ class NativeStack:
             states = [s["state"] for s in r.json().get("model_version_status", [])] if r.status_code == 200 else []
             return "AVAILABLE" in states, f"model status {r.status_code} {states}"
 
-        return Service(name, cmd, cfg.tf_rest_url, {"TF_REST_PORT": cfg.tf_rest_port, "TF_GRPC_PORT": cfg.tf_grpc_port},
-                       ready, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+        return Service(
+            name,
+            cmd,
+            cfg.tf_rest_url,
+            {"TF_REST_PORT": cfg.tf_rest_port, "TF_GRPC_PORT": cfg.tf_grpc_port},
+            ready,
+            {"TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
 
     def _torchserve_service(self) -> Service:
         cfg = self.cfg
@@ -125,10 +140,22 @@ class NativeStack:
         for sub in ("logs", "tmp"):
             (ts_dir / sub).mkdir(parents=True, exist_ok=True)
         config = self.run_dir / "conf" / "config.properties"
-        config.write_text(serving_config.ts_config_properties(
-            cfg, model_store=str(TORCH_MODEL_STORE), log4j=str(TORCH_MODEL_STORE / "log4j2.xml")))
-        cmd = [str(BIN / "torchserve"), "--start", "--foreground", "--ncs", "--disable-token-auth",
-               "--model-store", str(TORCH_MODEL_STORE), "--ts-config", str(config)]
+        config.write_text(
+            serving_config.ts_config_properties(
+                cfg, model_store=str(TORCH_MODEL_STORE), log4j=str(TORCH_MODEL_STORE / "log4j2.xml")
+            )
+        )
+        cmd = [
+            str(BIN / "torchserve"),
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--disable-token-auth",
+            "--model-store",
+            str(TORCH_MODEL_STORE),
+            "--ts-config",
+            str(config),
+        ]
         env = {
             "LOG_LOCATION": str(ts_dir / "logs"),
             "METRICS_LOCATION": str(ts_dir / "logs"),
@@ -141,9 +168,13 @@ class NativeStack:
             workers = [w["status"] for m in r.json() for w in m.get("workers", [])] if r.status_code == 200 else []
             return "READY" in workers, f"workers {workers}"
 
-        ports = {"TS_INFERENCE_PORT": cfg.ts_inference_port, "TS_MANAGEMENT_PORT": cfg.ts_management_port,
-                 "TS_METRICS_PORT": cfg.ts_metrics_port, "TS_GRPC_INFERENCE_PORT": cfg.ts_grpc_inference_port,
-                 "TS_GRPC_MANAGEMENT_PORT": cfg.ts_grpc_management_port}
+        ports = {
+            "TS_INFERENCE_PORT": cfg.ts_inference_port,
+            "TS_MANAGEMENT_PORT": cfg.ts_management_port,
+            "TS_METRICS_PORT": cfg.ts_metrics_port,
+            "TS_GRPC_INFERENCE_PORT": cfg.ts_grpc_inference_port,
+            "TS_GRPC_MANAGEMENT_PORT": cfg.ts_grpc_management_port,
+        }
         return Service("torchserve", cmd, cfg.ts_inference_url, ports, ready, env)
 
     def _gateway_service(self) -> Service:
@@ -204,7 +235,7 @@ class NativeStack:
         state = self._read_state()
         for p in state:
             if p["name"] == name:
-                pid = int(p["pid"])  # type: ignore[call-overload]
+                pid = int(p["pid"])
                 _signal_group(pid, signal.SIGTERM)
                 deadline = time.monotonic() + grace
                 while time.monotonic() < deadline and _group_alive(pid):
@@ -221,7 +252,7 @@ class NativeStack:
         return proc
 
     def pid_of(self, name: str) -> int:
-        return next(int(p["pid"]) for p in self._read_state() if p["name"] == name)  # type: ignore[call-overload]
+        return next(int(p["pid"]) for p in self._read_state() if p["name"] == name)
 
     def _spawn(self, svc: Service, log: Callable[[str], None]) -> Proc:
         logs = self.run_dir / "logs"
@@ -230,8 +261,15 @@ class NativeStack:
         env = {**os.environ, **svc.env, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         with open(log_path, "ab") as out:
-            popen = subprocess.Popen(svc.cmd, cwd=self.run_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            popen = subprocess.Popen(
+                svc.cmd,
+                cwd=self.run_dir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         proc = Proc(svc.name, popen.pid, str(log_path), svc.url)
         self._record(proc)
         shown = COMPAT_NAME if svc.name == "tfserving-compat" else svc.name
@@ -257,18 +295,18 @@ class NativeStack:
         state.append(asdict(proc))
         self.state_path.write_text(json.dumps(state, indent=2))
 
-    def _read_state(self) -> list[dict[str, object]]:
+    def _read_state(self) -> list[dict[str, Any]]:
         try:
             return list(json.loads(self.state_path.read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
             return []
 
     def _live_procs(self) -> list[Proc]:
-        return [Proc(**p) for p in self._read_state() if _alive(int(p["pid"]))]  # type: ignore[arg-type]
+        return [Proc(**p) for p in self._read_state() if _alive(int(p["pid"]))]
 
     def down(self, grace: float = 10.0, log: Callable[[str], None] = print) -> None:
         """Stop every recorded process group: SIGTERM, wait up to `grace`, then SIGKILL."""
-        procs = [Proc(**p) for p in self._read_state()]  # type: ignore[arg-type]
+        procs = [Proc(**p) for p in self._read_state()]
         for p in reversed(procs):  # gateway first, so no request meets a dead backend on purpose
             _signal_group(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -284,16 +322,16 @@ class NativeStack:
         self.state_path.unlink(missing_ok=True)
 
     def status(self) -> list[tuple[Proc, bool]]:
-        return [(Proc(**p), _alive(int(p["pid"]))) for p in self._read_state()]  # type: ignore[arg-type]
+        return [(Proc(**p), _alive(int(p["pid"]))) for p in self._read_state()]
 
     def urls(self) -> dict[str, str]:
         cfg = self.cfg
+        tf_name = "TensorFlow Serving" if tf_server_kind() == TF_BINARY else COMPAT_NAME
         return {
             "gateway": cfg.gateway_url + "  (docs: /docs)",
-            f"tf ({'TensorFlow Serving' if tf_server_kind() == TF_BINARY else COMPAT_NAME})":
-                f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}  (gRPC {cfg.host}:{cfg.tf_grpc_port})",
+            f"tf ({tf_name})": f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}  (gRPC {cfg.host}:{cfg.tf_grpc_port})",
             "torchserve": f"{cfg.ts_inference_url}/predictions/{cfg.model_name}  "
-                          f"(management {cfg.ts_management_url}, metrics {cfg.ts_metrics_url}/metrics)",
+            f"(management {cfg.ts_management_url}, metrics {cfg.ts_metrics_url}/metrics)",
         }
 
     def __enter__(self) -> NativeStack:
@@ -338,17 +376,13 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _tail(path: Path, lines: int = 25) -> str:

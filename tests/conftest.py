@@ -19,8 +19,16 @@ from stack.launcher import NativeStack, free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-PORT_KEYS = ("TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT",
-             "TS_GRPC_INFERENCE_PORT", "TS_GRPC_MANAGEMENT_PORT", "GATEWAY_PORT")
+PORT_KEYS = (
+    "TF_REST_PORT",
+    "TF_GRPC_PORT",
+    "TS_INFERENCE_PORT",
+    "TS_MANAGEMENT_PORT",
+    "TS_METRICS_PORT",
+    "TS_GRPC_INFERENCE_PORT",
+    "TS_GRPC_MANAGEMENT_PORT",
+    "GATEWAY_PORT",
+)
 
 
 def free_ports_config(**extra: str) -> StackConfig:
@@ -54,10 +62,21 @@ def start_compat_server(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes]
     rest, grpc_port = free_port(), free_port()
     log = open(tmp / "tfserving-compat.log", "wb")  # noqa: SIM115 (closed with the process)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stack.tfserving_compat", f"--rest_api_port={rest}", f"--port={grpc_port}",
-         f"--model_name={cfg.model_name}", f"--model_base_path={cfg.tf_version_dir.parent}",
-         "--monitoring_config_file=" + str(ROOT / "models/tf/monitoring.config"), *extra],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "stack.tfserving_compat",
+            f"--rest_api_port={rest}",
+            f"--port={grpc_port}",
+            f"--model_name={cfg.model_name}",
+            f"--model_base_path={cfg.tf_version_dir.parent}",
+            "--monitoring_config_file=" + str(ROOT / "models/tf/monitoring.config"),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -56,8 +56,9 @@ def upstream_errors(backend: str) -> Iterator[None]:
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
         raise BackendTimeout(f"backend '{backend}' timed out ({kind})", backend=backend) from exc
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise BackendUnavailable(f"backend '{backend}' is unreachable: {exc or type(exc).__name__}",
-                                 backend=backend) from exc
+        raise BackendUnavailable(
+            f"backend '{backend}' is unreachable: {exc or type(exc).__name__}", backend=backend
+        ) from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"backend '{backend}' failed: {exc}", backend=backend) from exc
 
@@ -77,8 +78,10 @@ def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int 
     if (
         not isinstance(predictions, list)
         or len(predictions) != rows
-        or not all(isinstance(p, list) and p and all(isinstance(v, int | float) and math.isfinite(v) for v in p)
-                   for p in predictions)
+        or not all(
+            isinstance(p, list) and p and all(isinstance(v, int | float) and math.isfinite(v) for v in p)
+            for p in predictions
+        )
         or (n_classes is not None and any(len(p) != n_classes for p in predictions))
     ):
         raise UpstreamError(f"backend '{backend}' returned malformed predictions", backend=backend)

@@ -42,14 +42,17 @@ class TFServingRestBackend:
             body = response.json()
         except ValueError as exc:
             raise UpstreamError("backend 'tf' answered with invalid JSON", backend=self.name) from exc
-        preds = check_predictions(self.name, body.get("predictions") if isinstance(body, dict) else None,
-                                  len(instances))
+        preds = check_predictions(
+            self.name, body.get("predictions") if isinstance(body, dict) else None, len(instances)
+        )
         return Prediction(preds, self._version or await self._latest_version(), elapsed)
 
     async def _latest_version(self) -> str:
         if self._version is None:
             status = await self._status()
-            versions = [s.get("version") for s in status.get("model_version_status", []) if s.get("state") == "AVAILABLE"]
+            versions = [
+                s.get("version") for s in status.get("model_version_status", []) if s.get("state") == "AVAILABLE"
+            ]
             self._version = max(versions, key=int) if versions else "unknown"
         return self._version
 
@@ -86,7 +89,6 @@ class TFServingGrpcBackend:
 
     def __init__(self, settings: Settings) -> None:
         import grpc
-
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         self.model_name = settings.model_name
@@ -107,12 +109,17 @@ class TFServingGrpcBackend:
         if self._version:
             request.model_spec.version.value = self._version
         shape = tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(instances)),
-                 tensor_shape_pb2.TensorShapeProto.Dim(size=len(instances[0]))]
+            dim=[
+                tensor_shape_pb2.TensorShapeProto.Dim(size=len(instances)),
+                tensor_shape_pb2.TensorShapeProto.Dim(size=len(instances[0])),
+            ]
         )
         request.inputs["features"].CopyFrom(
-            tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape,
-                                   tensor_content=np.asarray(instances, dtype=np.float32).tobytes())
+            tensor_pb2.TensorProto(
+                dtype=types_pb2.DT_FLOAT,
+                tensor_shape=shape,
+                tensor_content=np.asarray(instances, dtype=np.float32).tobytes(),
+            )
         )
         watch = Stopwatch()
         try:
@@ -129,8 +136,11 @@ class TFServingGrpcBackend:
             raise UpstreamError("backend 'tf' (gRPC) returned an unexpected number of outputs", backend="tf")
         (tensor,) = response.outputs.values()
         dims = [d.size for d in tensor.tensor_shape.dim]
-        values = np.frombuffer(tensor.tensor_content, dtype=np.float32) if tensor.tensor_content else \
-            np.asarray(tensor.float_val, dtype=np.float32)
+        values = (
+            np.frombuffer(tensor.tensor_content, dtype=np.float32)
+            if tensor.tensor_content
+            else np.asarray(tensor.float_val, dtype=np.float32)
+        )
         if len(dims) != 2 or values.size != dims[0] * dims[1]:
             raise UpstreamError("backend 'tf' (gRPC) returned a malformed tensor", backend="tf")
         preds = check_predictions(self.name, values.reshape(dims).tolist(), len(instances))

@@ -45,8 +45,9 @@ class TorchServeBackend:
             body = response.json()
         except ValueError as exc:
             raise UpstreamError("backend 'torch' answered with invalid JSON", backend=self.name) from exc
-        preds = check_predictions(self.name, body.get("predictions") if isinstance(body, dict) else None,
-                                  len(instances))
+        preds = check_predictions(
+            self.name, body.get("predictions") if isinstance(body, dict) else None, len(instances)
+        )
         return Prediction(preds, self._version or await self._model_version(), elapsed)
 
     async def _describe(self) -> list[dict[str, Any]]:

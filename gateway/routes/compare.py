@@ -14,14 +14,20 @@ router = APIRouter(tags=["compare"], responses=ERROR_RESPONSES)
 
 
 @router.post("/compare", response_model=CompareResponse, summary="Predict on both backends and compare")
-async def compare(body: PredictRequest, settings: SettingsDep, backends: BackendsDep, metrics: MetricsDep) -> CompareResponse:
+async def compare(
+    body: PredictRequest, settings: SettingsDep, backends: BackendsDep, metrics: MetricsDep
+) -> CompareResponse:
     check_batch(body.instances, settings)
     tf, torch = await asyncio.gather(
         predict_with(backends["tf"], body.instances, metrics),
         predict_with(backends["torch"], body.instances, metrics),
     )
     diff = max(
-        (abs(a - b) for pa, pb in zip(tf.predictions, torch.predictions, strict=True) for a, b in zip(pa, pb, strict=True)),
+        (
+            abs(a - b)
+            for pa, pb in zip(tf.predictions, torch.predictions, strict=True)
+            for a, b in zip(pa, pb, strict=True)
+        ),
         default=0.0,
     )
     return CompareResponse(tf=tf, torch=torch, max_abs_diff=diff, labels_agree=tf.labels == torch.labels)

@@ -18,8 +18,12 @@ async def healthz() -> HealthResponse:
     return HealthResponse(status="alive")
 
 
-@router.get("/readyz", response_model=HealthResponse, summary="Readiness: both backends serve the model",
-            responses={503: {"description": "A backend is not ready"}})
+@router.get(
+    "/readyz",
+    response_model=HealthResponse,
+    summary="Readiness: both backends serve the model",
+    responses={503: {"description": "A backend is not ready"}},
+)
 async def readyz(backends: BackendsDep) -> JSONResponse:
     names = list(backends)
     results = await asyncio.gather(*(backends[n].ready() for n in names))

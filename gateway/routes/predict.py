@@ -39,7 +39,11 @@ async def predict(
 
 @router.post("/{backend}", response_model=PredictResponse, summary="Predict on one backend")
 async def predict_on(
-    backend: Backend, body: PredictRequest, request: Request, settings: SettingsDep, backends: BackendsDep,
+    backend: Backend,
+    body: PredictRequest,
+    request: Request,
+    settings: SettingsDep,
+    backends: BackendsDep,
     metrics: MetricsDep,
 ) -> PredictResponse:
     check_batch(body.instances, settings)

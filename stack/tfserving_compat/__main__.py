@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--enable_batching", default="false")
     p.add_argument("--batching_parameters_file", default=None)
     p.add_argument("--monitoring_config_file", default=None)
-    p.add_argument("--version_label", action="append", default=[], help="LABEL=VERSION (the config file's version_labels)")
+    p.add_argument(
+        "--version_label", action="append", default=[], help="LABEL=VERSION (the config file's version_labels)"
+    )
     return p.parse_args(argv)
 
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from stack.tfserving_compat.servable import Servable
 
-    labels = {}
+    labels: dict[str, int] = {}
     if args.model_config_file:
         name, base, labels = _from_config_file(args.model_config_file)
     else:

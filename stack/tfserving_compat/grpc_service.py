@@ -34,7 +34,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, servable: Servable) -> None:
         self.servable = servable
 
-    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC's name)
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             version = _resolve(self.servable, request.model_spec)
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
@@ -52,12 +52,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except ServingError as exc:
             context.abort(exc.grpc_status, exc.message)
 
-    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
-                raise invalid("Metadata field signature_def must be requested" if not fields else
-                              f"Metadata field {fields[0]} is not supported")
+                raise invalid(
+                    "Metadata field signature_def must be requested"
+                    if not fields
+                    else f"Metadata field {fields[0]} is not supported"
+                )
             version = _resolve(self.servable, request.model_spec)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = self.servable.name
@@ -72,7 +75,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, servable: Servable) -> None:
         self.servable = servable
 
-    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             spec = request.model_spec
             if spec.name != self.servable.name:

@@ -134,12 +134,10 @@ def _check_tensor(val: Any, level: int, dims: list[int], dtype: str) -> int:
     if level >= rank:
         raise invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
     if len(val) != dims[level]:
-        raise invalid(
-            f"Encountered list at unexpected size: {len(val)} at level: {level} expected size: {dims[level]}"
-        )
-    if level == rank - 1 and dtype == "DT_FLOAT" and all(type(v) is float or type(v) is int for v in val):
-        if all(_lossless_float(v) for v in val):
-            return len(val)  # fast path for the common case: a flat row of plain numbers
+        raise invalid(f"Encountered list at unexpected size: {len(val)} at level: {level} expected size: {dims[level]}")
+    flat_numbers = level == rank - 1 and dtype == "DT_FLOAT" and all(type(v) in (float, int) for v in val)
+    if flat_numbers and all(_lossless_float(v) for v in val):
+        return len(val)  # fast path for the common case: a flat row of plain numbers
     return sum(_check_tensor(v, level + 1, dims, dtype) for v in val)
 
 
@@ -199,9 +197,7 @@ def _instances(rows: list[Any], tensorinfo: Mapping[str, str]) -> dict[str, np.n
             try:
                 add(elem, names[0])
             except ServingError as exc:
-                raise invalid(
-                    f"Failed to process element: {i} of 'instances' list. Error: {exc.to_string()}"
-                ) from exc
+                raise invalid(f"Failed to process element: {i} of 'instances' list. Error: {exc.to_string()}") from exc
     return {name: _to_array(columns[name], tensorinfo[name]) for name in names}
 
 
@@ -266,7 +262,7 @@ def _encode(value: Any) -> str:
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
             if value.ndim == 0:
-                return _float_text(value[()])
+                return _float_text(value.item())
             return "[" + ",".join(_encode(v) for v in value) + "]"
         return json.dumps(value.tolist())
     if isinstance(value, np.floating):

@@ -58,9 +58,7 @@ def _error(exc: ServingError) -> Response:
     return _json({"error": exc.message}, exc.http_status)
 
 
-def create_app(
-    servable: Servable, batcher: Batcher | None = None, monitoring_path: str | None = None
-) -> Starlette:
+def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_path: str | None = None) -> Starlette:
     metrics = Metrics()
 
     async def handle(request: Request) -> Response:
@@ -110,8 +108,9 @@ def create_app(
 
     async def counted(request: Request) -> Response:
         response = await handle(request)
-        metrics.requests.labels(request.url.path.rsplit(":", 1)[-1] if ":" in request.url.path else "rest",
-                                str(response.status_code)).inc()
+        metrics.requests.labels(
+            request.url.path.rsplit(":", 1)[-1] if ":" in request.url.path else "rest", str(response.status_code)
+        ).inc()
         return response
 
     async def prometheus(_: Request) -> Response:

@@ -11,12 +11,12 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from stack.tfserving_compat.errors import ServingError, invalid, not_found  # noqa: E402
+from stack.tfserving_compat.errors import ServingError, invalid, not_found
 
 log = logging.getLogger(__name__)
 DEFAULT_SIGNATURE = "serving_default"
@@ -34,9 +34,7 @@ class Version:
     def function(self, signature_name: str) -> Any:
         name = signature_name or DEFAULT_SIGNATURE
         if name not in self.signature_defs or name.startswith("__"):
-            raise ServingError(
-                "FAILED_PRECONDITION", f'Serving signature name: "{name}" not found in signature def'
-            )
+            raise ServingError("FAILED_PRECONDITION", f'Serving signature name: "{name}" not found in signature def')
         if name not in self.functions:
             self.functions[name] = self.loaded.signatures[name]
         return self.functions[name]

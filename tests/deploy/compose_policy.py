@@ -22,13 +22,21 @@ def violations(compose: dict[str, Any]) -> list[str]:
         if "healthcheck" not in svc:
             found.append(f"{name}: no healthcheck")
         for port in svc.get("ports") or []:
-            text = str(port if not isinstance(port, dict) else f"{port.get('host_ip', '')}:{port.get('published')}:{port.get('target')}")
+            text = str(
+                port
+                if not isinstance(port, dict)
+                else f"{port.get('host_ip', '')}:{port.get('published')}:{port.get('target')}"
+            )
             if not text.startswith("127.0.0.1:"):
                 found.append(f"{name}: port {text} published beyond loopback")
             if name == "torchserve" and text.rsplit(":", 1)[-1].split("/")[0] in TS_PRIVATE_PORTS:
                 found.append(f"{name}: management/metrics port {text} published")
         for vol in svc.get("volumes") or []:
-            text = vol if isinstance(vol, str) else f"{vol.get('source')}:{vol.get('target')}:{'ro' if vol.get('read_only') else 'rw'}"
+            text = (
+                vol
+                if isinstance(vol, str)
+                else f"{vol.get('source')}:{vol.get('target')}:{'ro' if vol.get('read_only') else 'rw'}"
+            )
             if "models" in text.split(":")[0] and not text.endswith(":ro"):
                 found.append(f"{name}: models mounted writable ({text})")
     return found

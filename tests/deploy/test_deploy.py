@@ -53,8 +53,10 @@ def test_compose_files_are_valid() -> None:
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("    read_only: true\n", "    read_only: true\n    no_such_key: 1\n"),  # unknown key
-     ("      retries: 20\n", "      retries: lots\n")],  # wrong type
+    [
+        ("    read_only: true\n", "    read_only: true\n    no_such_key: 1\n"),  # unknown key
+        ("      retries: 20\n", "      retries: lots\n"),
+    ],  # wrong type
 )
 def test_compose_validation_catches_a_broken_file(tmp_path: Path, old: str, new: str) -> None:
     text = (ROOT / "docker-compose.yml").read_text()
@@ -114,16 +116,22 @@ def test_overlay_renders_and_matches_the_api_schemas(rendered, overlay: str) -> 
     kinds = [d["kind"] for d in yaml.safe_load_all(rendered[overlay].read_text())]
     assert kinds.count("Deployment") >= 3 and kinds.count("Service") >= 3 and "NetworkPolicy" in kinds
     if overlay == "gpu":
-        assert rendered[overlay].read_text().count("nvidia.com/gpu: \"1\"") == 2
+        assert rendered[overlay].read_text().count('nvidia.com/gpu: "1"') == 2
     if overlay != "local":
         assert kinds.count("HorizontalPodAutoscaler") == 3 and kinds.count("PodDisruptionBudget") == 3
 
 
-@pytest.mark.parametrize(("old", "new", "fragment"), [
-    ("replicas: 1", "replicas: one", "replicas"),
-    ("automountServiceAccountToken: false", "automountServiceAccountToken: false\n      hostNetworking: true",
-     "hostNetworking"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ("replicas: 1", "replicas: one", "replicas"),
+        (
+            "automountServiceAccountToken: false",
+            "automountServiceAccountToken: false\n      hostNetworking: true",
+            "hostNetworking",
+        ),
+    ],
+)
 def test_schema_validation_catches_a_broken_manifest(rendered, tmp_path, old, new, fragment) -> None:  # type: ignore[no-untyped-def]
     text = rendered["local"].read_text()
     assert old in text
@@ -149,23 +157,32 @@ def test_checkov_finds_nothing_in_the_manifests(rendered) -> None:  # type: igno
 def test_checkov_catches_a_privileged_container(rendered, tmp_path) -> None:  # type: ignore[no-untyped-def]
     text = rendered["production"].read_text()
     broken = tmp_path / "broken.yaml"
-    broken.write_text(text.replace("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true\n"
-                                   "          privileged: true", 1))
+    broken.write_text(
+        text.replace("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true\n          privileged: true", 1)
+    )
     result = checkov("--framework", "kubernetes", "-f", str(broken))
     assert result.returncode != 0
     assert "CKV_K8S_16" in result.stdout or "CKV_K8S_20" in result.stdout
 
 
 DOCKERFILES = ["gateway/Dockerfile", "loadtest/Dockerfile", "models/Dockerfile"]
-BROKEN_DOCKERFILE = "FROM python:latest\nRUN apt-get update && apt-get install -y curl\nCOPY . /app\nCMD python /app/x.py\n"
+BROKEN_DOCKERFILE = (
+    "FROM python:latest\nRUN apt-get update && apt-get install -y curl\nCOPY . /app\nCMD python /app/x.py\n"
+)
 
 
 def test_dockerfiles_pass_hadolint_and_checkov() -> None:
     for path in DOCKERFILES:
         lint = run(tool("hadolint"), path)
         assert lint.returncode == 0, f"{path}: {lint.stdout}"
-    scan = run(tool("checkov"), "--framework", "dockerfile", "--compact", "--quiet",
-               *[a for p in DOCKERFILES for a in ("-f", p)])
+    scan = run(
+        tool("checkov"),
+        "--framework",
+        "dockerfile",
+        "--compact",
+        "--quiet",
+        *[a for p in DOCKERFILES for a in ("-f", p)],
+    )
     assert scan.returncode == 0, scan.stdout[-3000:]
 
 
@@ -196,10 +213,16 @@ def test_k8s_agrees_with_env_and_models(rendered) -> None:  # type: ignore[no-un
     gw_env = {e["name"]: e["value"] for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert gw_env["GATEWAY_MODEL_NAME"] == CFG.model_name
     maps = {d["metadata"]["name"]: d["data"] for d in objects if d["kind"] == "ConfigMap"}
-    for key, path in [("models.config", "models/tf/models.config"), ("batching.config", "models/tf/batching.config"),
-                      ("monitoring.config", "models/tf/monitoring.config")]:
+    for key, path in [
+        ("models.config", "models/tf/models.config"),
+        ("batching.config", "models/tf/batching.config"),
+        ("monitoring.config", "models/tf/monitoring.config"),
+    ]:
         assert maps["tf-serving-config"][key] == (ROOT / path).read_text(), key
-    for key, path in [("config.properties", "models/torch/config.properties"), ("log4j2.xml", "models/torch/log4j2.xml")]:
+    for key, path in [
+        ("config.properties", "models/torch/config.properties"),
+        ("log4j2.xml", "models/torch/log4j2.xml"),
+    ]:
         assert maps["torchserve-config"][key] == (ROOT / path).read_text(), key
 
 
@@ -231,7 +254,15 @@ def test_every_container_is_hardened(rendered) -> None:  # type: ignore[no-untyp
 
 def test_compose_agrees_with_env() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for name in ("TF_SERVING_IMAGE", "TORCHSERVE_IMAGE", "TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT",
-                 "GATEWAY_PORT", "MODEL_NAME", "TF_BATCHING"):
+    for name in (
+        "TF_SERVING_IMAGE",
+        "TORCHSERVE_IMAGE",
+        "TF_REST_PORT",
+        "TF_GRPC_PORT",
+        "TS_INFERENCE_PORT",
+        "GATEWAY_PORT",
+        "MODEL_NAME",
+        "TF_BATCHING",
+    ):
         assert "${" + name + "}" in text, name
     assert not re.search(r"digits", text), "the model name comes from .env"

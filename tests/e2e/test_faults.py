@@ -21,9 +21,11 @@ REQUEST_TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):  # type: ignore[no-untyped-def]
-    s = NativeStack(free_ports_config(), run_dir=tmp_path_factory.mktemp("faults"),
-                    gateway_env={"GATEWAY_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
-                                 "GATEWAY_CONNECT_TIMEOUT_S": "0.5"})
+    s = NativeStack(
+        free_ports_config(),
+        run_dir=tmp_path_factory.mktemp("faults"),
+        gateway_env={"GATEWAY_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S), "GATEWAY_CONNECT_TIMEOUT_S": "0.5"},
+    )
     with s:
         yield s
 

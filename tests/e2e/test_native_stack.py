@@ -24,10 +24,15 @@ def _ports(cfg) -> list[int]:  # type: ignore[no-untyped-def]
 
 def test_cli_up_predict_down_leaves_nothing(tmp_path, test_rows) -> None:  # type: ignore[no-untyped-def]
     cfg = free_ports_config()
-    env = {**os.environ, **{k: str(getattr(cfg, k.lower())) for k in PORT_KEYS},
-           "SERVECOMPARE_RUN_DIR": str(tmp_path)}
-    up = subprocess.run([sys.executable, "-m", "stack", "up", "--detach", "--timeout", "120"], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+    env = {**os.environ, **{k: str(getattr(cfg, k.lower())) for k in PORT_KEYS}, "SERVECOMPARE_RUN_DIR": str(tmp_path)}
+    up = subprocess.run(
+        [sys.executable, "-m", "stack", "up", "--detach", "--timeout", "120"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     stack = NativeStack(cfg, run_dir=tmp_path)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -38,14 +43,16 @@ def test_cli_up_predict_down_leaves_nothing(tmp_path, test_rows) -> None:  # typ
         for backend in ("tf", "torch"):
             r = httpx.post(f"{cfg.gateway_url}/predict/{backend}", json={"instances": test_rows[:4]}, timeout=10)
             assert r.status_code == 200 and len(r.json()["labels"]) == 4
-        status = subprocess.run([sys.executable, "-m", "stack", "status"], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "stack", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
         assert status.returncode == 0 and status.stdout.count("running") == 3
         descendants = {c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)}
         assert descendants, "TorchServe's java frontend and worker run under the launcher's processes"
     finally:
-        down = subprocess.run([sys.executable, "-m", "stack", "down"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120)
+        down = subprocess.run(
+            [sys.executable, "-m", "stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
     assert down.returncode == 0, down.stderr
     for pid in set(pids) | descendants:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid

@@ -37,7 +37,7 @@ def test_savedmodel_layout_and_signature() -> None:
     assert (version_dir / "variables" / "variables.index").is_file()
     assert (version_dir / keras_model.WARMUP_FILE).stat().st_size > 0
     _, serve = keras_model.load_serving_fn(version_dir)
-    (name, spec), = serve.structured_input_signature[1].items()
+    ((name, spec),) = serve.structured_input_signature[1].items()
     assert name == "features"
     assert spec.dtype.name == "float32" and spec.shape.as_list() == [None, 64]
     assert list(serve.structured_outputs) == ["output_0"]
@@ -85,7 +85,8 @@ def test_server_configs_agree_with_env() -> None:
     assert serving_config.TS_CONFIG.read_text() == serving_config.ts_config_properties(CFG)
     assert serving_config.TF_MODELS_CONFIG.read_text() == serving_config.tf_models_config(CFG)
     assert serving_config.TF_BATCHING_CONFIG.read_text() == serving_config.tf_batching_config(
-        CFG.tf_max_batch_size, CFG.tf_batch_timeout_micros)
+        CFG.tf_max_batch_size, CFG.tf_batch_timeout_micros
+    )
 
 
 def test_load_test_reference_matches_the_models(digits, tf_probs, torch_probs) -> None:  # type: ignore[no-untyped-def]

@@ -22,8 +22,13 @@ def error_shape(ctx, response, case) -> bool | None:  # type: ignore[no-untyped-
     return None
 
 
-OPERATIONS = [("/predict", "POST"), ("/predict/{backend}", "POST"), ("/compare", "POST"), ("/healthz", "GET"),
-              ("/metrics", "GET")]
+OPERATIONS = [
+    ("/predict", "POST"),
+    ("/predict/{backend}", "POST"),
+    ("/compare", "POST"),
+    ("/healthz", "GET"),
+    ("/metrics", "GET"),
+]
 
 
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
@@ -48,11 +53,27 @@ def test_no_server_errors_and_one_error_shape(native_stack, path, method) -> Non
     assert seen and max(seen) < 500
 
 
-@pytest.mark.parametrize("body", [b"", b"null", b"[]", b"{", b'{"instances": "x"}', b'{"instances": [[]]}',
-                                  b'{"instances": [[1e999]]}', b"\xff\xfe", b'{"instances": [' + b"[" * 5000])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b"{",
+        b'{"instances": "x"}',
+        b'{"instances": [[]]}',
+        b'{"instances": [[1e999]]}',
+        b"\xff\xfe",
+        b'{"instances": [' + b"[" * 5000,
+    ],
+)
 def test_hand_picked_garbage_is_4xx(native_stack, body) -> None:  # type: ignore[no-untyped-def]
     for path in ("/predict", "/predict/tf", "/predict/torch", "/compare"):
-        r = httpx.post(f"{native_stack.cfg.gateway_url}{path}", content=body,
-                       headers={"content-type": "application/json"}, timeout=10)
+        r = httpx.post(
+            f"{native_stack.cfg.gateway_url}{path}",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
         assert 400 <= r.status_code < 500, (path, body[:40], r.status_code, r.text[:200])
         assert isinstance(r.json()["error"], str)

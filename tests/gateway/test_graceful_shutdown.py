@@ -37,8 +37,9 @@ def slow_upstream():  # type: ignore[no-untyped-def]
         return JSONResponse({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
 
     port = free_port()
-    app = Starlette(routes=[Route("/v1/models/digits:predict", predict, methods=["POST"]),
-                            Route("/v1/models/digits", status)])
+    app = Starlette(
+        routes=[Route("/v1/models/digits:predict", predict, methods=["POST"]), Route("/v1/models/digits", status)]
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -52,8 +53,12 @@ def slow_upstream():  # type: ignore[no-untyped-def]
 def test_in_flight_requests_finish_on_sigterm(slow_upstream, test_rows) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     env = {**os.environ, "GATEWAY_TF_URL": slow_upstream, "GATEWAY_REQUEST_TIMEOUT_S": "10"}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port),
-                             "--graceful-timeout", "10"], cwd=ROOT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), "--graceful-timeout", "10"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -66,8 +71,9 @@ def test_in_flight_requests_finish_on_sigterm(slow_upstream, test_rows) -> None:
 
         async def scenario() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=base, timeout=15) as client:
-                tasks = [asyncio.create_task(client.post("/predict/tf", json={"instances": test_rows[:1]}))
-                         for _ in range(8)]
+                tasks = [
+                    asyncio.create_task(client.post("/predict/tf", json={"instances": test_rows[:1]})) for _ in range(8)
+                ]
                 await asyncio.sleep(0.5)  # all 8 are now waiting on the slow upstream
                 proc.send_signal(signal.SIGTERM)
                 return await asyncio.gather(*tasks)

@@ -40,8 +40,10 @@ def test_compare_reports_agreement(gw, test_rows, digits) -> None:  # type: igno
     body = gw.post("/compare", json={"instances": test_rows}).json()
     assert body["labels_agree"] is True
     assert body["max_abs_diff"] < 1e-5
-    assert body["tf"]["labels"] == list(digits.y_test[: len(test_rows)]) or \
-        np.mean(np.asarray(body["tf"]["labels"]) == digits.y_test[: len(test_rows)]) > 0.9
+    assert (
+        body["tf"]["labels"] == list(digits.y_test[: len(test_rows)])
+        or np.mean(np.asarray(body["tf"]["labels"]) == digits.y_test[: len(test_rows)]) > 0.9
+    )
 
 
 def test_readiness_and_metrics(gw) -> None:  # type: ignore[no-untyped-def]
@@ -60,12 +62,20 @@ def test_torchserve_refuses_bad_rows_of_a_request_on_its_own(native_stack, test_
 
 def test_grpc_upstream_gives_the_same_answer_as_rest(native_stack, test_rows) -> None:  # type: ignore[no-untyped-def]
     cfg = native_stack.cfg
-    common = dict(tf_url=cfg.tf_rest_url, tf_grpc_target=f"127.0.0.1:{cfg.tf_grpc_port}",
-                  torch_url=cfg.ts_inference_url, torch_management_url=cfg.ts_management_url)
-    with TestClient(create_app(Settings(**common, tf_protocol="rest"))) as rest, \
-            TestClient(create_app(Settings(**common, tf_protocol="grpc"))) as grpc_client:
+    common = dict(
+        tf_url=cfg.tf_rest_url,
+        tf_grpc_target=f"127.0.0.1:{cfg.tf_grpc_port}",
+        torch_url=cfg.ts_inference_url,
+        torch_management_url=cfg.ts_management_url,
+    )
+    with (
+        TestClient(create_app(Settings(**common, tf_protocol="rest"))) as rest,
+        TestClient(create_app(Settings(**common, tf_protocol="grpc"))) as grpc_client,
+    ):
         a = rest.post("/predict/tf", json={"instances": test_rows}).json()
         b = grpc_client.post("/predict/tf", json={"instances": test_rows}).json()
     assert b["model_version"] == "1"
-    assert np.array_equal(np.asarray(a["predictions"], dtype=np.float32), np.asarray(b["predictions"], dtype=np.float32))
+    assert np.array_equal(
+        np.asarray(a["predictions"], dtype=np.float32), np.asarray(b["predictions"], dtype=np.float32)
+    )
     assert a["labels"] == b["labels"]

@@ -35,10 +35,16 @@ def client():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def upstreams():  # type: ignore[no-untyped-def]
     with respx.mock(assert_all_called=False) as mock:
-        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
-        mock.get(f"{TSM}/models/digits").respond(json=[
-            {"modelName": "digits", "modelVersion": "1.0", "workers": [{"id": "9000", "status": "READY"}]}])
+        mock.get(f"{TF}/v1/models/digits").respond(
+            json={
+                "model_version_status": [
+                    {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                ]
+            }
+        )
+        mock.get(f"{TSM}/models/digits").respond(
+            json=[{"modelName": "digits", "modelVersion": "1.0", "workers": [{"id": "9000", "status": "READY"}]}]
+        )
         mock.post(TF_PREDICT).respond(json={"predictions": [PROBS]})
         mock.post(TS_PREDICT).respond(json={"predictions": [PROBS]})
         yield mock

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    opts = BenchOptions(users=[1, 2], duration_s=2, slo_ms=1000, slo_users=2, slo_duration_s=2, slo_max_steps=1,
-                        slo_start_rps=10)
+    opts = BenchOptions(
+        users=[1, 2], duration_s=2, slo_ms=1000, slo_users=2, slo_duration_s=2, slo_max_steps=1, slo_start_rps=10
+    )
     summary = bench(opts, tmp_path, stack=native_stack, log=lambda _: None)
     ms = summary["measurements"]
     targets = {"tf-direct", "torch-direct", "gateway-tf", "gateway-torch", "gateway-compare"}
@@ -33,8 +34,14 @@ def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> Non
     report = (tmp_path / "report.md").read_text()
     for target in targets:
         assert f"### {target}" in report
-    for section in ("## Environment", "## Gateway added latency", "## Highest rate within the latency SLO",
-                    "not TensorFlow Serving", "| tf | off | 1 |", "| torch | off | 2 |"):
+    for section in (
+        "## Environment",
+        "## Gateway added latency",
+        "## Highest rate within the latency SLO",
+        "not TensorFlow Serving",
+        "| tf | off | 1 |",
+        "| torch | off | 2 |",
+    ):
         assert section in report
     for png in ("latency_percentiles.png", "throughput.png", "latency_distribution.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -55,8 +62,7 @@ def wrong_model_server():  # type: ignore[no-untyped-def]
     async def predict(request: Request) -> JSONResponse:
         body = await request.body()
         labels = expected[body]
-        return JSONResponse({"predictions": [[1.0 if i == (k + 1) % 10 else 0.0 for i in range(10)]
-                                             for k in labels]})
+        return JSONResponse({"predictions": [[1.0 if i == (k + 1) % 10 else 0.0 for i in range(10)] for k in labels]})
 
     port = free_port()
     app = Starlette(routes=[Route("/v1/models/digits:predict", predict, methods=["POST"])])
@@ -72,8 +78,7 @@ def wrong_model_server():  # type: ignore[no-untyped-def]
 
 def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(wrong_model_server)})
-    m = run_locust(cfg, "tf-direct", users=2, duration_s=2, out_prefix=tmp_path / "wrong", batch_size=1,
-                   batching="off")
+    m = run_locust(cfg, "tf-direct", users=2, duration_s=2, out_prefix=tmp_path / "wrong", batch_size=1, batching="off")
     assert m.requests > 0
     assert m.failures == m.requests
     assert any("expected" in s for s in m.failure_samples)

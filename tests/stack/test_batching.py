@@ -49,7 +49,8 @@ def test_errors_reach_every_member_of_the_batch() -> None:
         batcher.start()
         try:
             results = await asyncio.gather(
-                *(batcher.submit("v", "", {"x": np.zeros((1, 2))}) for _ in range(3)), return_exceptions=True)
+                *(batcher.submit("v", "", {"x": np.zeros((1, 2))}) for _ in range(3)), return_exceptions=True
+            )
             assert all(isinstance(r, ValueError) for r in results)
         finally:
             await batcher.stop()

@@ -37,8 +37,11 @@ def post(client: httpx.Client, path: str, body: object | bytes) -> httpx.Respons
 
 
 def test_model_status_api(client) -> None:  # type: ignore[no-untyped-def]
-    expected = {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    expected = {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
     assert client.get(f"/v1/models/{NAME}").json() == expected
     assert client.get(f"/v1/models/{NAME}/versions/1").json() == expected
     r = client.get(f"/v1/models/{NAME}/versions/7")
@@ -90,23 +93,30 @@ def test_documented_not_found_example(client) -> None:  # type: ignore[no-untype
         (b"{bad", "JSON Parse error: "),
         (b"[1, 2]", "Is not object"),
         ({"signature_name": 5, "instances": [[0.0] * 64]}, "'signature_name' key must be a string value."),
-        ({"instances": [[0.0] * 64], "inputs": [[0.0] * 64]},
-         "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
+        (
+            {"instances": [[0.0] * 64], "inputs": [[0.0] * 64]},
+            "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist",
+        ),
         ({"instances": {"a": 1}}, "Excepting 'instances' to be an list/array"),
         ({"instances": []}, "No values in 'instances' array"),
         ({"foo": 1}, "Missing 'inputs' or 'instances' key"),
-        ({"instances": [[0.0] * 64, [0.0] * 63]},
-         "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor size: 64 but got: 63"),
+        (
+            {"instances": [[0.0] * 64, [0.0] * 63]},
+            "Failed to process element: 1 of 'instances' list. "
+            "Error: INVALID_ARGUMENT: Expecting tensor size: 64 but got: 63",
+        ),
         ({"instances": [["a"] + [0.0] * 63]}, 'JSON Value: "a" Type: String is not of expected type: float'),
-        ({"instances": [[0.0] * 64], "signature_name": "nope"},
-         'Serving signature name: "nope" not found in signature def'),
+        (
+            {"instances": [[0.0] * 64], "signature_name": "nope"},
+            'Serving signature name: "nope" not found in signature def',
+        ),
         ({"inputs": {"other": [[0.0] * 64]}}, "Missing named input: features in 'inputs' object."),
         ({"instances": [[16777217] + [0.0] * 63]}, "without loss of precision"),
         ({"instances": [[0.0] * 3]}, "Matrix size-incompatible"),
     ],
 )
 def test_errors_have_tf_servings_shape_status_and_text(client, body, fragment) -> None:  # type: ignore[no-untyped-def]
-    r = post(client, f"/v1/models/{NAME}:predict", body if isinstance(body, bytes) else body)
+    r = post(client, f"/v1/models/{NAME}:predict", body)
     assert r.status_code == 400
     assert list(r.json()) == ["error"]
     assert fragment in r.json()["error"]
