@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 # The README's test command. Installs what it needs, including the offline deployment checkers.
 test: install
 	bash scripts/install-validators.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy export gateway stack loadtest
 	$(PY) -m pytest tests
 
 test-fast: install
