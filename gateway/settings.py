@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     backend_header: str = "X-Backend"
     failover: bool = False
 
+    # The upstream transport under the pooled httpx.AsyncClient: "aiohttp" (httpx-aiohttp) measured about 1.5 ms
+    # faster per call than httpx's own "httpcore" under uvloop on loopback (README, "Gateway overhead").
+    upstream_transport: Literal["aiohttp", "httpcore"] = "aiohttp"
     connect_timeout_s: float = Field(1.0, gt=0)
     request_timeout_s: float = Field(5.0, gt=0)
     readiness_timeout_s: float = Field(1.0, gt=0)

@@ -36,14 +36,22 @@ class Backend(Protocol):
 
 def new_client(base_url: str, settings: Any, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """One pooled client per backend, created once in the app's lifespan."""
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_keepalive_connections,
+    )
+    transport: httpx.AsyncBaseTransport | None = None
+    if settings.upstream_transport == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
-        limits=httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_keepalive_connections,
-        ),
+        limits=limits,
+        transport=transport,
+        trust_env=False,
     )
 
 
@@ -53,6 +61,8 @@ def upstream_errors(backend: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
+        if _not_a_timeout(exc):
+            raise BackendUnavailable(f"backend '{backend}' is unreachable: {exc.__cause__}", backend=backend) from exc
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
         raise BackendTimeout(f"backend '{backend}' timed out ({kind})", backend=backend) from exc
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -61,6 +71,15 @@ def upstream_errors(backend: str) -> Iterator[None]:
         ) from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"backend '{backend}' failed: {exc}", backend=backend) from exc
+
+
+def _not_a_timeout(exc: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp reports every aiohttp connection error, a refused connection too, as ConnectTimeout;
+    the aiohttp error it chains says what really happened."""
+    cause = exc.__cause__
+    if cause is None or type(cause).__module__.split(".")[0] != "aiohttp":
+        return False
+    return not isinstance(cause, TimeoutError)
 
 
 def upstream_message(response: httpx.Response) -> str:

@@ -22,7 +22,15 @@ TS_PREDICT = f"{TS}/predictions/digits"
 
 
 def make_client(**overrides: object) -> TestClient:
-    settings = Settings(tf_url=TF, torch_url=TS, torch_management_url=TSM, model_name="digits", **overrides)
+    # respx fakes httpx's own transport (httpcore); the aiohttp transport is exercised against real servers.
+    settings = Settings(
+        tf_url=TF,
+        torch_url=TS,
+        torch_management_url=TSM,
+        model_name="digits",
+        upstream_transport="httpcore",
+        **overrides,  # type: ignore[arg-type]
+    )
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
