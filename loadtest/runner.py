@@ -47,6 +47,7 @@ class BenchOptions:
     slo_start_rps: float = 50.0
     slo_growth: float = 2.0
     slo_max_steps: int = 8
+    slo_refine_steps: int = 2
     slo_targets: list[str] = field(default_factory=lambda: ["tf-direct", "torch-direct"])
 
 
@@ -189,25 +190,43 @@ def sweep(
 
 
 def slo_search(
-    cfg: StackConfig, opts: BenchOptions, out: Path, batching: str, log: Callable[[str], None]
+    cfg: StackConfig,
+    opts: BenchOptions,
+    out: Path,
+    batching: str,
+    log: Callable[[str], None],
+    measure: Callable[..., Measurement] | None = None,
 ) -> list[dict[str, object]]:
-    """MLPerf-Server-like: raise the offered rate until p99 breaks the bound; report the best rate that held."""
+    """MLPerf-Server-like: raise the offered rate until p99 breaks the bound (doubling), then bisect between the
+    last rate that held and the first that broke; report the best achieved rate that held."""
     assert opts.slo_ms is not None
+    slo_ms = opts.slo_ms
     found = []
     for target in opts.slo_targets:
-        rate, best, steps = opts.slo_start_rps, None, []
-        for step in range(opts.slo_max_steps):
-            m = run_locust(
+        steps: list[dict[str, object]] = []
+
+        def attempt(rate: float, target: str = target, steps: list[dict[str, object]] = steps) -> tuple[bool, float]:
+            m = (measure or run_locust)(
                 cfg,
                 target,
                 opts.slo_users,
                 opts.slo_duration_s,
-                out / "csv" / f"{batching}-slo-{target}-{step}",
+                out / "csv" / f"{batching}-slo-{target}-{len(steps)}",
                 opts.batch_size,
                 batching,
                 rate_per_user=rate / opts.slo_users,
             )
-            held = m.failures == 0 and m.p99 <= opts.slo_ms and m.rps >= 0.9 * rate
+            held = m.failures == 0 and m.p99 <= slo_ms and m.rps >= 0.9 * rate
+            why = (
+                "holds"
+                if held
+                else f"p99 over {slo_ms:.0f} ms"
+                if m.p99 > slo_ms
+                else f"{m.failures} failures"
+                if m.failures
+                else "cannot keep up with the offered rate"
+            )
+            log(f"   SLO {target}: offered {rate:7.1f} req/s -> {m.rps:7.1f} req/s, p99 {m.p99:.1f} ms: {why}")
             steps.append(
                 {
                     "offered_rps": round(rate, 1),
@@ -217,28 +236,26 @@ def slo_search(
                     "held": held,
                 }
             )
-            why = (
-                "holds"
-                if held
-                else f"p99 over {opts.slo_ms:.0f} ms"
-                if m.p99 > opts.slo_ms
-                else f"{m.failures} failures"
-                if m.failures
-                else "cannot keep up with the offered rate"
-            )
-            log(f"   SLO {target}: offered {rate:7.1f} req/s -> {m.rps:7.1f} req/s, p99 {m.p99:.1f} ms: {why}")
+            return held, m.rps
+
+        best: float | None = None
+        low, high, rate = 0.0, None, opts.slo_start_rps
+        for _ in range(opts.slo_max_steps):
+            held, achieved = attempt(rate)
             if not held:
+                high = rate
                 break
-            best = m.rps
+            best, low = max(best or 0.0, achieved), rate
             rate *= opts.slo_growth
+        for _ in range(opts.slo_refine_steps if high is not None and low > 0 else 0):
+            mid = (low + high) / 2  # type: ignore[operator]
+            held, achieved = attempt(mid)
+            if held:
+                best, low = max(best or 0.0, achieved), mid
+            else:
+                high = mid
         found.append(
-            {
-                "target": target,
-                "batching": batching,
-                "slo_p99_ms": opts.slo_ms,
-                "max_rps_within_slo": best,
-                "steps": steps,
-            }
+            {"target": target, "batching": batching, "slo_p99_ms": slo_ms, "max_rps_within_slo": best, "steps": steps}
         )
     return found
 
@@ -301,4 +318,12 @@ def bench(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     report.write_report(summary, out)
+    overhead = report.gateway_overhead(summary["measurements"])  # type: ignore[arg-type]
+    if overhead:
+        log("== gateway added latency vs calling the backend directly (same concurrency):")
+        for row in overhead:
+            log(
+                f"   {row['backend']:5s} [{row['batching']}] {row['users']:3d} users: +{row['added_p50_ms']} ms p50, "
+                f"+{row['added_p99_ms']} ms p99, throughput x{row['throughput_ratio']}"
+            )
     return summary

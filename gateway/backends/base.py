@@ -107,6 +107,29 @@ def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int 
     return predictions
 
 
+async def post_instances(
+    client: httpx.AsyncClient, backend: str, path: str, instances: list[list[float]]
+) -> tuple[list[list[float]], float]:
+    """POST `{"instances": ...}` and return (predictions, upstream ms); every way it can go wrong is mapped:
+    unreachable or 503 -> 503, timeout -> 504, other status or a body that is not predictions -> 502."""
+    watch = Stopwatch()
+    with upstream_errors(backend):
+        response = await client.post(path, json={"instances": instances})
+    elapsed = watch.ms
+    if response.status_code == 503:
+        raise BackendUnavailable(f"backend '{backend}' is unavailable: {upstream_message(response)}", backend=backend)
+    if response.status_code != 200:
+        raise UpstreamError(
+            f"backend '{backend}' answered {response.status_code}: {upstream_message(response)}", backend=backend
+        )
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise UpstreamError(f"backend '{backend}' answered with invalid JSON", backend=backend) from exc
+    predictions = body.get("predictions") if isinstance(body, dict) else None
+    return check_predictions(backend, predictions, len(instances)), elapsed
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.perf_counter()

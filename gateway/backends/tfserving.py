@@ -11,6 +11,7 @@ from gateway.backends.base import (
     Stopwatch,
     check_predictions,
     new_client,
+    post_instances,
     upstream_errors,
     upstream_message,
 )
@@ -30,21 +31,7 @@ class TFServingRestBackend:
         self._readiness_timeout = settings.readiness_timeout_s
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
-        watch = Stopwatch()
-        with upstream_errors(self.name):
-            response = await self._client.post(f"{self._model_path}:predict", json={"instances": instances})
-        elapsed = watch.ms
-        if response.status_code != 200:
-            raise UpstreamError(
-                f"backend 'tf' answered {response.status_code}: {upstream_message(response)}", backend=self.name
-            )
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise UpstreamError("backend 'tf' answered with invalid JSON", backend=self.name) from exc
-        preds = check_predictions(
-            self.name, body.get("predictions") if isinstance(body, dict) else None, len(instances)
-        )
+        preds, elapsed = await post_instances(self._client, self.name, f"{self._model_path}:predict", instances)
         return Prediction(preds, self._version or await self._latest_version(), elapsed)
 
     async def _latest_version(self) -> str:

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.backends.base import (
-    Prediction,
-    Stopwatch,
-    check_predictions,
-    new_client,
-    upstream_errors,
-    upstream_message,
-)
+from gateway.backends.base import Prediction, new_client, post_instances, upstream_errors, upstream_message
 from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
 from gateway.settings import Settings
 
@@ -29,25 +22,8 @@ class TorchServeBackend:
         self._version: str | None = None
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
-        watch = Stopwatch()
-        with upstream_errors(self.name):
-            response = await self._client.post(f"/predictions/{self.model_name}", json={"instances": instances})
-        elapsed = watch.ms
-        if response.status_code == 503:
-            raise BackendUnavailable(
-                f"backend 'torch' has no worker available: {upstream_message(response)}", backend=self.name
-            )
-        if response.status_code != 200:
-            raise UpstreamError(
-                f"backend 'torch' answered {response.status_code}: {upstream_message(response)}", backend=self.name
-            )
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise UpstreamError("backend 'torch' answered with invalid JSON", backend=self.name) from exc
-        preds = check_predictions(
-            self.name, body.get("predictions") if isinstance(body, dict) else None, len(instances)
-        )
+        path = f"/predictions/{self.model_name}"
+        preds, elapsed = await post_instances(self._client, self.name, path, instances)
         return Prediction(preds, self._version or await self._model_version(), elapsed)
 
     async def _describe(self) -> list[dict[str, Any]]:

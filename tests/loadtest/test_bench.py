@@ -22,7 +22,14 @@ pytestmark = pytest.mark.integration
 
 def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
     opts = BenchOptions(
-        users=[1, 2], duration_s=2, slo_ms=1000, slo_users=2, slo_duration_s=2, slo_max_steps=1, slo_start_rps=10
+        users=[1, 2],
+        duration_s=2,
+        slo_ms=1000,
+        slo_users=2,
+        slo_duration_s=2,
+        slo_max_steps=1,
+        slo_refine_steps=0,
+        slo_start_rps=10,
     )
     summary = bench(opts, tmp_path, stack=native_stack, log=lambda _: None)
     ms = summary["measurements"]
