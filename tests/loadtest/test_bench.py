@@ -89,3 +89,37 @@ def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # ty
     assert m.requests > 0
     assert m.failures == m.requests
     assert any("expected" in s for s in m.failure_samples)
+
+
+def test_the_same_locustfile_runs_distributed(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Master + worker, as compose and k8s run it (here both on loopback)."""
+    import subprocess
+    import sys
+
+    from loadtest.runner import LOCUSTFILE, locust_env, parse_stats
+    from stack.config import ROOT
+
+    env = locust_env(native_stack.cfg, 1)
+    master_port = free_port()
+    prefix = tmp_path / "dist"
+    master = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master", "--headless", "--expect-workers", "1",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port), "-u", "2", "-r", "2", "-t", "3s",
+         "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING", "GatewayTF", "TorchServeDirect"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(master_port), "--loglevel", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        output, _ = master.communicate(timeout=90)
+        assert master.returncode == 0, output[-2000:]
+    finally:
+        for p in (master, worker):
+            if p.poll() is None:
+                p.kill()
+        worker.wait(timeout=30)
+    m = parse_stats(prefix, "distributed", 2, "off")
+    assert m.requests > 0 and m.failures == 0
