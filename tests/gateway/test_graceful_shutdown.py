@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,6 +18,7 @@ from starlette.routing import Route
 
 from stack.config import ROOT
 from stack.launcher import free_port
+from tests.conftest import serve_in_thread
 
 UPSTREAM_DELAY_S = 1.5
 
@@ -36,18 +35,11 @@ def slow_upstream():  # type: ignore[no-untyped-def]
     async def status(_: Request) -> JSONResponse:
         return JSONResponse({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
 
-    port = free_port()
     app = Starlette(
         routes=[Route("/v1/models/digits:predict", predict, methods=["POST"]), Route("/v1/models/digits", status)]
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_in_flight_requests_finish_on_sigterm(slow_upstream, test_rows) -> None:  # type: ignore[no-untyped-def]

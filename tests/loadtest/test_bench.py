@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -16,6 +13,7 @@ from starlette.routing import Route
 from loadtest.runner import BenchOptions, bench, run_locust
 from stack.config import StackConfig
 from stack.launcher import free_port
+from tests.conftest import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -71,16 +69,9 @@ def wrong_model_server():  # type: ignore[no-untyped-def]
         labels = expected[body]
         return JSONResponse({"predictions": [[1.0 if i == (k + 1) % 10 else 0.0 for i in range(10)] for k in labels]})
 
-    port = free_port()
     app = Starlette(routes=[Route("/v1/models/digits:predict", predict, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
