@@ -8,6 +8,7 @@ from gateway.errors import BadInput
 from gateway.settings import Settings
 
 BACKENDS = ("tf", "torch")
+OVERRIDE_HEADER = "X-Backend"  # read by routes/predict.py as the `x_backend` header parameter
 
 
 def other(backend: str) -> str:
@@ -18,7 +19,7 @@ def choose_backend(settings: Settings, override: str | None, rng: random.Random 
     if override:
         choice = override.strip().lower()
         if choice not in BACKENDS:
-            raise BadInput(f"{settings.backend_header} must be one of {', '.join(BACKENDS)}; got {override!r}")
+            raise BadInput(f"{OVERRIDE_HEADER} must be one of {', '.join(BACKENDS)}; got {override!r}")
         return choice
     total = settings.tf_weight + settings.torch_weight
     if total > 0:

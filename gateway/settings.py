@@ -18,7 +18,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     model_name: str = _stack.model_name
-    n_features: int = _stack.n_features
 
     tf_url: str = _stack.tf_rest_url
     tf_protocol: Literal["rest", "grpc"] = "rest"
@@ -37,7 +36,6 @@ class Settings(BaseSettings):
     # Weighted split for POST /predict (canary / A-B). Both 0: always the default backend.
     tf_weight: float = Field(0.0, ge=0)
     torch_weight: float = Field(0.0, ge=0)
-    backend_header: str = "X-Backend"
     failover: bool = False
 
     # The upstream transport under the pooled httpx.AsyncClient: "aiohttp" (httpx-aiohttp) measured about 1.5 ms

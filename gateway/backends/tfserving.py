@@ -19,6 +19,11 @@ from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
 from gateway.settings import Settings
 
 
+def _available_versions(status: dict[str, Any]) -> list[str]:
+    """The versions TF Serving's model status API reports AVAILABLE."""
+    return [s.get("version") for s in status.get("model_version_status", []) if s.get("state") == "AVAILABLE"]
+
+
 class TFServingRestBackend:
     name = "tf"
 
@@ -36,10 +41,7 @@ class TFServingRestBackend:
 
     async def _latest_version(self) -> str:
         if self._version is None:
-            status = await self._status()
-            versions = [
-                s.get("version") for s in status.get("model_version_status", []) if s.get("state") == "AVAILABLE"
-            ]
+            versions = _available_versions(await self._status())
             self._version = max(versions, key=int) if versions else "unknown"
         return self._version
 
@@ -55,9 +57,9 @@ class TFServingRestBackend:
             status = await self._status()
         except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
             return False, str(exc)
-        states = {s.get("version"): s.get("state") for s in status.get("model_version_status", [])}
-        if any(state == "AVAILABLE" for state in states.values()):
+        if _available_versions(status):
             return True, "AVAILABLE"
+        states = {s.get("version"): s.get("state") for s in status.get("model_version_status", [])}
         return False, f"model {self.model_name} not AVAILABLE: {states}"
 
     async def metadata(self) -> dict[str, Any]:
