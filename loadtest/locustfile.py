@@ -12,7 +12,7 @@ import os
 from locust import FastHttpUser, constant, constant_throughput, task
 
 from loadtest.payloads import check_predictions, pick
-from loadtest.targets import TARGETS
+from loadtest.targets import PATHS, TARGETS
 
 MODEL = os.environ.get("LOADTEST_MODEL_NAME", "digits")
 HEADERS = {"Content-Type": "application/json"}
@@ -63,31 +63,31 @@ class _Target(FastHttpUser):
 
 class TFServingDirect(_Target):
     host = os.environ.get("LOADTEST_TF_URL", "http://127.0.0.1:8501")
-    path = f"/v1/models/{MODEL}:predict"
+    path = PATHS["tf-direct"].format(model=MODEL)
     name = "tf-direct"
 
 
 class TorchServeDirect(_Target):
     host = os.environ.get("LOADTEST_TS_URL", "http://127.0.0.1:8080")
-    path = f"/predictions/{MODEL}"
+    path = PATHS["torch-direct"].format(model=MODEL)
     name = "torch-direct"
 
 
 class GatewayTF(_Target):
     host = os.environ.get("LOADTEST_GATEWAY_URL", "http://127.0.0.1:8000")
-    path = "/predict/tf"
+    path = PATHS["gateway-tf"].format(model=MODEL)
     name = "gateway-tf"
 
 
 class GatewayTorch(_Target):
     host = os.environ.get("LOADTEST_GATEWAY_URL", "http://127.0.0.1:8000")
-    path = "/predict/torch"
+    path = PATHS["gateway-torch"].format(model=MODEL)
     name = "gateway-torch"
 
 
 class GatewayCompare(_Target):
     host = os.environ.get("LOADTEST_GATEWAY_URL", "http://127.0.0.1:8000")
-    path = "/compare"
+    path = PATHS["gateway-compare"].format(model=MODEL)
     name = "gateway-compare"
 
     def check(self, body: dict, expected: tuple[int, ...]) -> str | None:  # type: ignore[type-arg]

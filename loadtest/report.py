@@ -23,7 +23,10 @@ def _version(pkg: str) -> str:
 
 
 def environment(cfg: StackConfig, opts: Any) -> dict[str, Any]:
+    from loadtest.runner import batching_overrides
+
     kind = tf_server_kind()
+    batching_on = batching_overrides("on", cfg)
     return {
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
@@ -40,8 +43,8 @@ def environment(cfg: StackConfig, opts: Any) -> dict[str, Any]:
         "batching_on_settings": {
             "tf_max_batch_size": cfg.tf_max_batch_size,
             "tf_batch_timeout_micros": cfg.tf_batch_timeout_micros,
-            "ts_batch_size": cfg.tf_max_batch_size,
-            "ts_max_batch_delay_ms": max(1, cfg.tf_batch_timeout_micros // 1000),
+            "ts_batch_size": int(batching_on["TS_BATCH_SIZE"]),
+            "ts_max_batch_delay_ms": int(batching_on["TS_MAX_BATCH_DELAY_MS"]),
         },
         "ts_workers": cfg.ts_workers,
         "load_generator": "locust (FastHttpUser), one process on the same machine as the servers",

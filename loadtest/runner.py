@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from loadtest.payloads import payloads
-from loadtest.targets import TARGETS
+from loadtest.targets import PATHS, TARGETS
 from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack
 
@@ -148,13 +148,8 @@ def parse_stats(prefix: Path, target: str, users: int, batching: str, rate_per_u
 def warm_up(cfg: StackConfig, targets: list[str], batch_size: int, n: int = 20) -> None:
     """A few requests per target so first-connection and lazy-init costs stay out of the figures."""
     body = payloads(batch_size)[0].body
-    urls = {
-        "tf-direct": f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}:predict",
-        "torch-direct": f"{cfg.ts_inference_url}/predictions/{cfg.model_name}",
-        "gateway-tf": f"{cfg.gateway_url}/predict/tf",
-        "gateway-torch": f"{cfg.gateway_url}/predict/torch",
-        "gateway-compare": f"{cfg.gateway_url}/compare",
-    }
+    bases = {"tf-direct": cfg.tf_rest_url, "torch-direct": cfg.ts_inference_url}
+    urls = {t: bases.get(t, cfg.gateway_url) + PATHS[t].format(model=cfg.model_name) for t in targets}
     with httpx.Client(timeout=10, headers={"content-type": "application/json"}) as client:
         for target in targets:
             for _ in range(n):
