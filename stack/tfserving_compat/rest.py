@@ -61,17 +61,13 @@ def _error(exc: ServingError) -> Response:
 def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_path: str | None = None) -> Starlette:
     metrics = Metrics()
 
-    async def handle(request: Request) -> Response:
-        started = time.perf_counter()
-        api = "other"
+    async def dispatch(request: Request, match: re.Match[str] | None, api: str) -> Response:
         try:
             path = request.url.path
-            match = MODEL_URL.match(path)
             if not path.startswith("/v1/"):
                 raise not_found(f"Not found: {request.method} {path}")
             if match is None:
                 raise invalid(f"Malformed request: {request.method} {path}")
-            api = match["verb"] or ("metadata" if match["metadata"] else "status")
             if match["name"] != servable.name:
                 if api == "status":
                     raise not_found(f"Could not find any versions of model {match['name']}")
@@ -101,16 +97,15 @@ def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_pa
                 outputs = await asyncio.to_thread(servable.run, target, parsed.signature_name, parsed.inputs)
             return _json(json_tensor.encode_predict_response(outputs, parsed.format))
         except ServingError as exc:
-            response = _error(exc)
-            return response
-        finally:
-            metrics.latency.labels(api).observe(time.perf_counter() - started)
+            return _error(exc)
 
     async def counted(request: Request) -> Response:
-        response = await handle(request)
-        metrics.requests.labels(
-            request.url.path.rsplit(":", 1)[-1] if ":" in request.url.path else "rest", str(response.status_code)
-        ).inc()
+        started = time.perf_counter()
+        match = MODEL_URL.match(request.url.path)
+        api = "other" if match is None else match["verb"] or ("metadata" if match["metadata"] else "status")
+        response = await dispatch(request, match, api)
+        metrics.latency.labels(api).observe(time.perf_counter() - started)
+        metrics.requests.labels(api, str(response.status_code)).inc()
         return response
 
     async def prometheus(_: Request) -> Response:
