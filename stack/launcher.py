@@ -233,15 +233,7 @@ class NativeStack:
     def stop_service(self, name: str, grace: float = 10.0) -> None:
         """Stop one part (fault tests); the rest keeps running."""
         state = self._read_state()
-        for p in state:
-            if p["name"] == name:
-                pid = int(p["pid"])
-                _signal_group(pid, signal.SIGTERM)
-                deadline = time.monotonic() + grace
-                while time.monotonic() < deadline and _group_alive(pid):
-                    time.sleep(0.05)
-                _signal_group(pid, signal.SIGKILL)
-                _reap(pid)
+        _stop_groups([Proc(**p) for p in state if p["name"] == name], grace, lambda _: None)
         self.state_path.write_text(json.dumps([p for p in state if p["name"] != name], indent=2))
 
     def start_service(self, name: str, timeout: float = 120.0) -> Proc:
@@ -306,19 +298,7 @@ class NativeStack:
 
     def down(self, grace: float = 10.0, log: Callable[[str], None] = print) -> None:
         """Stop every recorded process group: SIGTERM, wait up to `grace`, then SIGKILL."""
-        procs = [Proc(**p) for p in self._read_state()]
-        for p in reversed(procs):  # gateway first, so no request meets a dead backend on purpose
-            _signal_group(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_group_alive(p.pid) for p in procs):
-            time.sleep(0.1)
-        for p in procs:
-            if _group_alive(p.pid):
-                log(f"-- {p.name} did not stop in {grace:.0f}s: SIGKILL")
-                _signal_group(p.pid, signal.SIGKILL)
-        for p in procs:
-            _reap(p.pid)
-            log(f"-- stopped {p.name} (pid {p.pid})")
+        _stop_groups([Proc(**p) for p in self._read_state()], grace, log)
         self.state_path.unlink(missing_ok=True)
 
     def status(self) -> list[tuple[Proc, bool]]:
@@ -340,6 +320,22 @@ class NativeStack:
 
     def __exit__(self, *_: object) -> None:
         self.down(log=lambda _: None)
+
+
+def _stop_groups(procs: list[Proc], grace: float, log: Callable[[str], None]) -> None:
+    """SIGTERM each process group (last started first), wait up to `grace`, SIGKILL what is left, reap."""
+    for p in reversed(procs):  # gateway first, so no request meets a dead backend on purpose
+        _signal_group(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_group_alive(p.pid) for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        if _group_alive(p.pid):
+            log(f"-- {p.name} did not stop in {grace:.0f}s: SIGKILL")
+            _signal_group(p.pid, signal.SIGKILL)
+    for p in procs:
+        _reap(p.pid)
+        log(f"-- stopped {p.name} (pid {p.pid})")
 
 
 def _alive(pid: int) -> bool:
