@@ -26,7 +26,7 @@ def build_mar(cfg: StackConfig, torchscript: Path, workdir: Path) -> Path:
     cmd = [
         str(Path(sys.executable).parent / "torch-model-archiver"),
         "--model-name", cfg.model_name,
-        "--version", str(cfg.model_version),
+        "--version", serving_config.ts_model_version(cfg),
         "--serialized-file", str(torchscript),
         "--handler", str(ARCHIVE_HANDLER),
         "--extra-files", str(signature),

@@ -35,8 +35,16 @@ def tf_batching_config(max_batch_size: int, batch_timeout_micros: int, threads: 
     )
 
 
+TF_METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
 def tf_monitoring_config() -> str:
-    return 'prometheus_config {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n'
+    return f'prometheus_config {{\n  enable: true,\n  path: "{TF_METRICS_PATH}"\n}}\n'
+
+
+def ts_model_version(cfg: StackConfig) -> str:
+    """The version string the `.mar` is archived with, and so the key of its settings in config.properties."""
+    return str(cfg.model_version)
 
 
 CONTAINER_MODEL_STORE = "/home/model-server/model-store"
@@ -46,10 +54,13 @@ CONTAINER_LOG4J = "/home/model-server/config/log4j2.xml"
 def ts_config_properties(
     cfg: StackConfig, model_store: str = CONTAINER_MODEL_STORE, log4j: str = CONTAINER_LOG4J
 ) -> str:
-    """Loopback addresses for native use; containers override them through TS_* environment variables."""
+    """Loopback addresses for native use; containers override them through TS_* environment variables.
+
+    The per-model settings are keyed by the `.mar`'s own version string (`torch-model-archiver --version`, from
+    MODEL_VERSION): TorchServe matches it exactly and silently falls back to its defaults for any other key."""
     models = {
         cfg.model_name: {
-            f"{cfg.model_version}.0": {
+            ts_model_version(cfg): {
                 "defaultVersion": True,
                 "marName": f"{cfg.model_name}.mar",
                 "minWorkers": cfg.ts_workers,

@@ -26,7 +26,7 @@ def environment(cfg: StackConfig, opts: Any) -> dict[str, Any]:
     from loadtest.runner import batching_overrides
 
     kind = tf_server_kind()
-    batching_on = batching_overrides("on", cfg)
+    batching_on = batching_overrides("on", cfg, opts.batch_size)
     return {
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
@@ -41,7 +41,8 @@ def environment(cfg: StackConfig, opts: Any) -> dict[str, Any]:
         "batch_size_per_request": opts.batch_size,
         "batching_modes": opts.batching,
         "batching_on_settings": {
-            "tf_max_batch_size": cfg.tf_max_batch_size,
+            "rows_per_batch": int(batching_on["TF_MAX_BATCH_SIZE"]),
+            "tf_max_batch_size": int(batching_on["TF_MAX_BATCH_SIZE"]),
             "tf_batch_timeout_micros": cfg.tf_batch_timeout_micros,
             "ts_batch_size": int(batching_on["TS_BATCH_SIZE"]),
             "ts_max_batch_delay_ms": int(batching_on["TS_MAX_BATCH_DELAY_MS"]),
@@ -177,6 +178,19 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
         lines.append(f"| {key} | {env[key]} |")
     lines.append(f"| versions | {', '.join(f'{k} {v}' for k, v in env['versions'].items())} |")
     lines.append(f"| batching 'on' settings | {env['batching_on_settings']} |")
+    lines += [
+        "",
+        "Batching 'on' is one budget in rows on both sides: TF's max_batch_size counts rows, TorchServe's batchSize",
+        "counts requests, so TorchServe gets rows_per_batch / rows per request requests, and both wait the same delay.",
+        "",
+        "### Settings in force (read back from the running servers)",
+        "",
+        "| batching | side | settings |",
+        "|---|---|---|",
+    ]
+    for mode, sides in summary.get("settings_in_force", {}).items():
+        for side, values in sides.items():
+            lines.append(f"| {mode} | {side} | {', '.join(f'{k}={v}' for k, v in values.items())} |")
     lines += ["", f"Run took {summary['wall_s']} s. Latencies are locust's client-side figures in ms.", ""]
 
     lines += ["## Throughput and latency", ""]

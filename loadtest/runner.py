@@ -255,30 +255,58 @@ def slo_search(
     return found
 
 
-def batching_overrides(mode: str, cfg: StackConfig) -> dict[str, str]:
-    """'off': no server-side batching on either side; 'on': the same max batch and delay on both."""
+def batching_overrides(mode: str, cfg: StackConfig, rows_per_request: int = 1) -> dict[str, str]:
+    """'off': no server-side batching on either side. 'on': the same budget on both, counted in *rows*.
+
+    TF Serving's max_batch_size counts rows; TorchServe's batchSize counts requests. So the mode is one row budget
+    (TF_MAX_BATCH_SIZE, raised to the request's rows if smaller: TF Serving refuses a request larger than its
+    batch) and TorchServe gets as many requests as fit in it; both wait the same time for a batch to fill."""
     if mode == "off":
         return {"TF_BATCHING": "false", "TS_BATCH_SIZE": "1"}
+    max_rows = max(cfg.tf_max_batch_size, rows_per_request)
     return {
         "TF_BATCHING": "true",
-        "TS_BATCH_SIZE": str(cfg.tf_max_batch_size),
-        "TS_MAX_BATCH_DELAY_MS": str(max(1, cfg.tf_batch_timeout_micros // 1000)),
+        "TF_MAX_BATCH_SIZE": str(max_rows),
+        "TS_BATCH_SIZE": str(max(1, max_rows // rows_per_request)),
+        "TS_MAX_BATCH_DELAY_MS": str(max(1, round(cfg.tf_batch_timeout_micros / 1000))),
     }
+
+
+def verify_settings(mode: str, stack: NativeStack) -> dict[str, dict[str, object]]:
+    """Ask the running servers what they use; refuse to measure a mode they don't run."""
+    from stack.effective import expected, mismatches
+
+    try:
+        actual = stack.effective()
+    except (httpx.HTTPError, ValueError, OSError) as exc:
+        raise StageFailed(f"batching {mode}: could not read the servers' settings back: {exc}") from exc
+    problems = mismatches(expected(stack.cfg), actual)
+    if problems:
+        raise StageFailed(
+            f"batching {mode}: the servers do not run what this mode asked for, so it is not measured: "
+            + "; ".join(problems)
+        )
+    return actual
 
 
 @contextmanager
 def _stack_for(
-    mode: str, base: StackConfig, existing: NativeStack | None, run_dir: Path, log: Callable[[str], None]
-) -> Iterator[StackConfig]:
+    mode: str,
+    base: StackConfig,
+    existing: NativeStack | None,
+    run_dir: Path,
+    rows_per_request: int,
+    log: Callable[[str], None],
+) -> Iterator[NativeStack]:
     if existing is not None:
-        yield existing.cfg
+        yield existing
         return
-    cfg = StackConfig.load(batching_overrides(mode, base))
+    cfg = StackConfig.load(batching_overrides(mode, base, rows_per_request))
     stack = NativeStack(cfg, run_dir=run_dir / f"stack-{mode}")
     log(f"== starting the native stack (batching {mode})")
     stack.up(log=lambda line: log("   " + line))
     try:
-        yield cfg
+        yield stack
     finally:
         log("== stopping the native stack")
         stack.down(log=lambda line: log("   " + line))
@@ -294,9 +322,13 @@ def bench(
     base = StackConfig.load()
     measurements: list[Measurement] = []
     slo: list[dict[str, object]] = []
+    in_force: dict[str, object] = {}
     started = time.time()
     for mode in opts.batching:
-        with _stack_for(mode, base, stack, out, log) as cfg:
+        with _stack_for(mode, base, stack, out, opts.batch_size, log) as running:
+            cfg = running.cfg
+            in_force[mode] = verify_settings(mode, running)
+            log(f"== settings in force, as the servers report them: {in_force[mode]}")
             log(f"== warm-up ({', '.join(opts.targets)})")
             warm_up(cfg, opts.targets, opts.batch_size)
             log(f"== concurrency sweep {opts.users}, {opts.duration_s:.0f}s per run")
@@ -307,6 +339,7 @@ def bench(
     summary = {
         "options": asdict(opts),
         "environment": report.environment(base, opts),
+        "settings_in_force": in_force,
         "measurements": [asdict(m) for m in measurements],
         "slo": slo,
         "wall_s": round(time.time() - started, 1),

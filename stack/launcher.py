@@ -304,6 +304,17 @@ class NativeStack:
     def status(self) -> list[tuple[Proc, bool]]:
         return [(Proc(**p), _alive(int(p["pid"]))) for p in self._read_state()]
 
+    def effective(self) -> dict[str, dict[str, Any]]:
+        """The settings each running server reports it uses (stack/effective.py): ask them, not the config."""
+        from stack import effective
+
+        tf_pid = next((int(p["pid"]) for p in self._read_state() if p["name"] in ("tf-serving", "tfserving-compat")), 0)
+        if tf_server_kind() == TF_BINARY:
+            tf = effective.tf_serving_effective_from_cmdline(tf_pid)
+        else:
+            tf = effective.compat_effective(self.cfg, serving_config.TF_METRICS_PATH)
+        return {"tf": tf, "torch": effective.torchserve_effective(self.cfg)}
+
     def urls(self) -> dict[str, str]:
         cfg = self.cfg
         tf_name = "TensorFlow Serving" if tf_server_kind() == TF_BINARY else COMPAT_NAME

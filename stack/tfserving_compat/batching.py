@@ -16,6 +16,7 @@ import numpy as np
 class BatchingParameters:
     max_batch_size: int = 16
     batch_timeout_micros: int = 2000
+    max_enqueued_batches: int = 1000
     num_batch_threads: int = 2
 
     @classmethod
@@ -27,6 +28,7 @@ class BatchingParameters:
         return cls(
             max_batch_size=values.get("max_batch_size", cls.max_batch_size),
             batch_timeout_micros=values.get("batch_timeout_micros", cls.batch_timeout_micros),
+            max_enqueued_batches=values.get("max_enqueued_batches", cls.max_enqueued_batches),
             num_batch_threads=values.get("num_batch_threads", cls.num_batch_threads),
         )
 

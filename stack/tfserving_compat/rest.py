@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,6 +47,39 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
+        # What this server actually runs with, for clients that must not take a config file's word for it.
+        self.effective = Gauge(
+            "tfserving_compat_effective_config",
+            "Settings in force (labels); the value is always 1",
+            list(EFFECTIVE_KEYS),
+            registry=self.registry,
+        )
+
+    def record_effective(self, batcher: Batcher | None) -> None:
+        import tensorflow as tf
+
+        params = batcher.params if batcher is not None else None
+        values = {
+            "batching": "true" if params else "false",
+            "max_batch_size": str(params.max_batch_size) if params else "",
+            "batch_timeout_micros": str(params.batch_timeout_micros) if params else "",
+            "max_enqueued_batches": str(params.max_enqueued_batches) if params else "",
+            "num_batch_threads": str(params.num_batch_threads) if params else "",
+            "intra_op_threads": str(tf.config.threading.get_intra_op_parallelism_threads()),
+            "inter_op_threads": str(tf.config.threading.get_inter_op_parallelism_threads()),
+        }
+        self.effective.labels(*(values[k] for k in EFFECTIVE_KEYS)).set(1)
+
+
+EFFECTIVE_KEYS = (
+    "batching",
+    "max_batch_size",
+    "batch_timeout_micros",
+    "max_enqueued_batches",
+    "num_batch_threads",
+    "intra_op_threads",
+    "inter_op_threads",
+)
 
 
 def _json(body: str | dict[str, Any], status: int = 200) -> Response:
@@ -60,6 +93,7 @@ def _error(exc: ServingError) -> Response:
 
 def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_path: str | None = None) -> Starlette:
     metrics = Metrics()
+    metrics.record_effective(batcher)
 
     async def dispatch(request: Request, match: re.Match[str] | None, api: str) -> Response:
         try:

@@ -13,7 +13,7 @@ from stack.tfserving_compat.batching import Batcher, BatchingParameters
 
 def test_parse_batching_parameters_file() -> None:
     text = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\nnum_batch_threads { value: 4 }\n"
-    assert BatchingParameters.parse(text) == BatchingParameters(32, 5000, 4)
+    assert BatchingParameters.parse(text) == BatchingParameters(32, 5000, num_batch_threads=4)
 
 
 def test_concurrent_requests_are_merged_and_split_back() -> None:
