@@ -10,7 +10,7 @@ from stack.config import StackConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = StackConfig.load()
+    cfg = StackConfig.load(environ=False)  # GATEWAY_* configure the gateway; see settings.py
     parser = argparse.ArgumentParser(prog="python -m gateway")
     parser.add_argument("--host", default=cfg.host)
     parser.add_argument("--port", type=int, default=cfg.gateway_port)

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from gateway.backends import tfserving, torchserve
+from gateway.backends.base import Backend
 from gateway.body_limits import BodyLimitMiddleware
 from gateway.errors import install_error_handlers
 from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.routes import compare, health, metrics, predict
 from gateway.settings import Settings
+
+
+async def keep_versions_fresh(backends: list[Backend], settings: Settings) -> None:
+    """The model versions the backends serve, re-read now and then so predictions never wait for them."""
+    while True:
+        await asyncio.sleep(settings.version_refresh_s)
+        await asyncio.gather(*(b.refresh_version() for b in backends), return_exceptions=True)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,9 +31,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = {"tf": tfserving.create(settings), "torch": torchserve.create(settings)}
+        # Learn the versions once before serving (bounded: a backend that is down must not hold the start-up).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(b.refresh_version() for b in app.state.backends.values()), return_exceptions=True),
+                settings.readiness_timeout_s,
+            )
+        versions = asyncio.create_task(keep_versions_fresh(list(app.state.backends.values()), settings))
         try:
             yield
         finally:
+            versions.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await versions
             for backend in app.state.backends.values():
                 await backend.aclose()
 

@@ -8,7 +8,7 @@ from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
 
 from stack.config import StackConfig
 
-_cfg = StackConfig.load()
+_cfg = StackConfig.load(environ=False)  # the gateway is configured by GATEWAY_* only (see settings.py)
 _EXAMPLE_ROW = [
     0.0,
     0.0,

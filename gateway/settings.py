@@ -1,4 +1,8 @@
-"""The gateway's one settings class: environment variables (GATEWAY_*), defaults from the stack's `.env`."""
+"""The gateway's one settings class: environment variables (GATEWAY_*), defaults from the stack's `.env` file.
+
+Only GATEWAY_* variables configure the gateway: the `.env` file gives defaults, but other variables of the
+environment are not read, so names Kubernetes injects for Services (`GATEWAY_PORT=tcp://...`, service links)
+can't break it. The native launcher passes every URL explicitly."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stack.config import StackConfig
 
-_stack = StackConfig.load()
+_stack = StackConfig.load(environ=False)
 
 BackendName = Literal["tf", "torch"]
 
@@ -23,6 +27,8 @@ class Settings(BaseSettings):
     tf_protocol: Literal["rest", "grpc"] = "rest"
     tf_grpc_target: str = f"{_stack.host}:{_stack.tf_grpc_port}"
     tf_model_version: int | None = None  # None: the latest version, as TF Serving picks it
+    # How often the versions the backends serve are re-read in the background (never on the prediction path).
+    version_refresh_s: float = Field(30.0, gt=0)
 
     torch_url: str = _stack.ts_inference_url
     torch_management_url: str = _stack.ts_management_url
@@ -31,6 +37,9 @@ class Settings(BaseSettings):
     # already waits for a READY worker before the Service routes to it (k8s/).
     torch_readiness: Literal["workers", "ping"] = "workers"
     torch_token: str | None = None  # for TorchServe deployments that keep token authorization on
+    # The .mar's version (the registry's): TorchServe's inference API doesn't say which version answered. With
+    # "workers" readiness the management API's answer replaces it in the background; with "ping" nothing asks it.
+    torch_model_version: str = str(_stack.model_version)
 
     default_backend: BackendName = "tf"
     # Weighted split for POST /predict (canary / A-B). Both 0: always the default backend.

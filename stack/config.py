@@ -30,8 +30,28 @@ def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     return values
 
 
+class ConfigError(ValueError):
+    """A setting has a value the stack can't use; the message names the variable and what it holds."""
+
+
 def _as_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _as_int(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    hint = ""
+    if "://" in raw:
+        # Kubernetes injects <SERVICE>_PORT=tcp://<ip>:<port> for every Service in the namespace ("service links"):
+        # a Service named `gateway` yields GATEWAY_PORT, which collides with the .env key of the same name.
+        hint = (
+            ": it looks like a Kubernetes service-link variable; set `enableServiceLinks: false` on the pod "
+            "(k8s/ does) or unset it"
+        )
+    raise ConfigError(f"{key}={raw!r} is not a whole number{hint}")
 
 
 @dataclass(frozen=True)
@@ -60,10 +80,13 @@ class StackConfig:
     host: str = "127.0.0.1"
 
     @classmethod
-    def load(cls, overrides: dict[str, str] | None = None) -> StackConfig:
-        """`.env`, then the process environment, then explicit overrides (tests)."""
+    def load(cls, overrides: dict[str, str] | None = None, environ: bool = True) -> StackConfig:
+        """`.env`, then the process environment (unless `environ` is false), then explicit overrides (tests).
+
+        A value that can't be parsed is a ConfigError naming the variable."""
         merged = read_env_file()
-        merged.update({k: v for k, v in os.environ.items() if k in merged})
+        if environ:
+            merged.update({k: v for k, v in os.environ.items() if k in merged})
         merged.update(overrides or {})
         kwargs: dict[str, object] = {}
         for f in fields(cls):
@@ -72,7 +95,7 @@ class StackConfig:
                 continue
             raw = merged[key]
             if f.type == "int":
-                kwargs[f.name] = int(raw)
+                kwargs[f.name] = _as_int(key, raw)
             elif f.type == "bool":
                 kwargs[f.name] = _as_bool(raw)
             else:

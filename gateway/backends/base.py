@@ -24,8 +24,11 @@ class Prediction:
 class Backend(Protocol):
     name: str
     model_name: str
+    version: str  # the model version last known to serve; kept fresh by refresh_version() in the background
 
     async def predict(self, instances: list[list[float]]) -> Prediction: ...
+
+    async def refresh_version(self) -> None: ...
 
     async def ready(self) -> tuple[bool, str]: ...
 

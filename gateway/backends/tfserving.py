@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -32,18 +33,26 @@ class TFServingRestBackend:
         version = settings.tf_model_version
         self._model_path = f"/v1/models/{self.model_name}" + (f"/versions/{version}" if version else "")
         self._client = new_client(settings.tf_url, settings)
-        self._version = str(version) if version else None
+        self._pinned = version is not None
+        # REST predict answers don't name the version: the pinned one, or the latest AVAILABLE as the model status
+        # API last reported it (refreshed in the background and by readiness checks, never on the prediction path).
+        self.version = str(version) if version else "unknown"
         self._readiness_timeout = settings.readiness_timeout_s
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
         preds, elapsed = await post_instances(self._client, self.name, f"{self._model_path}:predict", instances)
-        return Prediction(preds, self._version or await self._latest_version(), elapsed)
+        return Prediction(preds, self.version, elapsed)
 
-    async def _latest_version(self) -> str:
-        if self._version is None:
-            versions = _available_versions(await self._status())
-            self._version = max(versions, key=int) if versions else "unknown"
-        return self._version
+    def _learn_version(self, status: dict[str, Any]) -> None:
+        versions = [v for v in _available_versions(status) if str(v).isdigit()]
+        if versions and not self._pinned:
+            self.version = str(max(versions, key=int))
+
+    async def refresh_version(self) -> None:
+        if self._pinned:
+            return
+        with contextlib.suppress(BackendUnavailable, BackendTimeout, UpstreamError, ValueError, AttributeError):
+            self._learn_version(await self._status())
 
     async def _status(self) -> dict[str, Any]:
         with upstream_errors(self.name):
@@ -57,6 +66,7 @@ class TFServingRestBackend:
             status = await self._status()
         except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
             return False, str(exc)
+        self._learn_version(status)
         if _available_versions(status):
             return True, "AVAILABLE"
         states = {s.get("version"): s.get("state") for s in status.get("model_version_status", [])}
@@ -133,7 +143,16 @@ class TFServingGrpcBackend:
         if len(dims) != 2 or values.size != dims[0] * dims[1]:
             raise UpstreamError("backend 'tf' (gRPC) returned a malformed tensor", backend="tf")
         preds = check_predictions(self.name, values.reshape(dims).tolist(), len(instances))
-        return Prediction(preds, str(response.model_spec.version.value), elapsed)
+        # gRPC answers name the version that served them.
+        answered = response.model_spec.version.value
+        return Prediction(preds, str(answered) if answered else self._rest.version, elapsed)
+
+    @property
+    def version(self) -> str:
+        return self._rest.version
+
+    async def refresh_version(self) -> None:
+        await self._rest.refresh_version()
 
     async def ready(self) -> tuple[bool, str]:
         return await self._rest.ready()

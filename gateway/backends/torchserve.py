@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from gateway.backends.base import Prediction, new_client, post_instances, upstream_errors, upstream_message
@@ -19,12 +20,14 @@ class TorchServeBackend:
         self._management = new_client(settings.torch_management_url, settings, headers)
         self._readiness_timeout = settings.readiness_timeout_s
         self._readiness = settings.torch_readiness
-        self._version: str | None = None
+        self._path = f"/predictions/{self.model_name}"
+        # The inference API doesn't name the version that answered: the configured one, replaced in the background
+        # by what the management API describes (where it is reachable). Never asked on the prediction path.
+        self.version = settings.torch_model_version
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
-        path = f"/predictions/{self.model_name}"
-        preds, elapsed = await post_instances(self._client, self.name, path, instances)
-        return Prediction(preds, self._version or await self._model_version(), elapsed)
+        preds, elapsed = await post_instances(self._client, self.name, self._path, instances)
+        return Prediction(preds, self.version, elapsed)
 
     async def _describe(self) -> list[dict[str, Any]]:
         with upstream_errors(self.name):
@@ -33,15 +36,17 @@ class TorchServeBackend:
             raise UpstreamError(f"management API answered {response.status_code}: {upstream_message(response)}")
         return response.json()
 
-    async def _model_version(self) -> str:
-        """The .mar's version, from the management API once; 'unknown' (and asked again) while it is down."""
-        try:
-            models = await self._describe()
-            version = str(models[0].get("modelVersion", "unknown"))
-        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError, IndexError, AttributeError):
-            return "unknown"
-        self._version = version[:-2] if version.endswith(".0") else version
-        return self._version
+    def _learn_version(self, models: list[dict[str, Any]]) -> None:
+        with contextlib.suppress(IndexError, AttributeError, TypeError, KeyError):
+            version = str(models[0]["modelVersion"])
+            self.version = version[:-2] if version.endswith(".0") else version
+
+    async def refresh_version(self) -> None:
+        """Background only. With "ping" readiness the management API is out of reach (k8s): nothing to ask."""
+        if self._readiness == "ping":
+            return
+        with contextlib.suppress(BackendUnavailable, BackendTimeout, UpstreamError, ValueError):
+            self._learn_version(await self._describe())
 
     async def ready(self) -> tuple[bool, str]:
         """`/ping` says Healthy before a worker is up; the worker state is what counts."""
@@ -51,6 +56,7 @@ class TorchServeBackend:
             models = await self._describe()
         except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
             return False, str(exc)
+        self._learn_version(models)
         workers = [w for m in models for w in m.get("workers", [])]
         if any(w.get("status") == "READY" for w in workers):
             return True, "READY"
