@@ -1,6 +1,7 @@
 """Write k8s/base/configmaps.yaml from the server configs under models/ (tests/deploy checks they agree).
 
-Run after `python -m export` or after editing models/tf/*.config, models/torch/config.properties or log4j2.xml:
+Run after `python -m export` or after editing models/tf/*.config, models/torch/config.properties, log4j2.xml
+or stack/torchserve_entrypoint.py:
     python scripts/render_k8s_configmaps.py
 """
 
@@ -11,7 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MAPS = {
     "tf-serving-config": ["models/tf/models.config", "models/tf/batching.config", "models/tf/monitoring.config"],
-    "torchserve-config": ["models/torch/config.properties", "models/torch/log4j2.xml"],
+    "torchserve-config": [
+        "models/torch/config.properties",
+        "models/torch/log4j2.xml",
+        "stack/torchserve_entrypoint.py",
+    ],
 }
 
 

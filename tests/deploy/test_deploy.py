@@ -124,7 +124,7 @@ def test_overlay_renders_and_matches_the_api_schemas(rendered, overlay: str) -> 
 @pytest.mark.parametrize(
     ("old", "new", "fragment"),
     [
-        ("replicas: 1", "replicas: one", "replicas"),
+        ("periodSeconds: 5", "periodSeconds: five", "periodSeconds"),
         (
             "automountServiceAccountToken: false",
             "automountServiceAccountToken: false\n      hostNetworking: true",
@@ -222,6 +222,7 @@ def test_k8s_agrees_with_env_and_models(rendered) -> None:  # type: ignore[no-un
     for key, path in [
         ("config.properties", "models/torch/config.properties"),
         ("log4j2.xml", "models/torch/log4j2.xml"),
+        ("torchserve_entrypoint.py", "stack/torchserve_entrypoint.py"),
     ]:
         assert maps["torchserve-config"][key] == (ROOT / path).read_text(), key
 
@@ -266,3 +267,77 @@ def test_compose_agrees_with_env() -> None:
     ):
         assert "${" + name + "}" in text, name
     assert not re.search(r"digits", text), "the model name comes from .env"
+
+
+# ---- what a real cluster or engine would break ---------------------------------------------------------------
+def pod_specs(path: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs(path) if d["kind"] == "Deployment"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_service_links_in_any_pod(rendered, overlay: str) -> None:  # type: ignore[no-untyped-def]
+    """Kubernetes would inject GATEWAY_PORT=tcp://... for the Service named gateway (it crashed the gateway)."""
+    specs = pod_specs(rendered[overlay])
+    assert specs and all(spec.get("enableServiceLinks") is False for spec in specs.values()), [
+        name for name, spec in specs.items() if spec.get("enableServiceLinks") is not False
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_replicas_where_an_hpa_owns_them(rendered, overlay: str) -> None:  # type: ignore[no-untyped-def]
+    objects = docs(rendered[overlay])
+    owned = {d["spec"]["scaleTargetRef"]["name"] for d in objects if d["kind"] == "HorizontalPodAutoscaler"}
+    if overlay != "local":
+        assert owned == {"tf-serving", "torchserve", "gateway"}
+    for d in objects:
+        if d["kind"] == "Deployment" and d["metadata"]["name"] in owned:
+            assert "replicas" not in d["spec"], d["metadata"]["name"]
+
+
+def test_gpu_backends_scale_on_the_gpu(rendered) -> None:  # type: ignore[no-untyped-def]
+    hpas = {d["metadata"]["name"]: d for d in docs(rendered["gpu"]) if d["kind"] == "HorizontalPodAutoscaler"}
+    for name in ("tf-serving", "torchserve"):
+        assert [m["type"] for m in hpas[name]["spec"]["metrics"]] == ["Pods"], name
+    specs = pod_specs(rendered["gpu"])
+    for name in ("tf-serving", "torchserve"):
+        assert specs[name]["containers"][0]["resources"]["limits"]["memory"] == "6Gi"
+
+
+def test_servers_stop_on_sigterm_in_k8s(rendered) -> None:  # type: ignore[no-untyped-def]
+    """Neither server may be a PID 1 without a SIGTERM handler (every rollout would wait the grace period)."""
+    specs = pod_specs(rendered["production"])
+    tf = specs["tf-serving"]
+    assert tf.get("shareProcessNamespace") is True and tf["containers"][0]["command"] == ["tensorflow_model_server"]
+    ts = specs["torchserve"]["containers"][0]
+    assert ts["command"][:4] == ["python", "/home/model-server/config/torchserve_entrypoint.py", "--", "torchserve"]
+
+
+def test_metrics_can_be_scraped_from_a_labelled_monitoring_namespace(rendered) -> None:  # type: ignore[no-untyped-def]
+    objects = docs(rendered["production"])
+    admitted: set[int] = set()
+    for policy in (d for d in objects if d["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            if any(p.get("namespaceSelector") for p in rule.get("from", [])):
+                admitted |= {p["port"] for p in rule.get("ports", [])}
+    assert {8501, 8082, 8000} <= admitted and 8081 not in admitted
+
+
+def rendered_compose() -> dict:  # type: ignore[type-arg]
+    result = run(
+        tool("docker-compose"), "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"), "config"
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_compose_torchserve_temp_dirs_allow_exec_and_servers_stop_with_sigterm() -> None:
+    services = rendered_compose()["services"]
+    ts = services["torchserve"]
+    tmpfs = {entry.split(":")[0]: entry.partition(":")[2] for entry in ts["tmpfs"]}
+    assert "exec" in tmpfs["/tmp"].split(",") and "noexec" not in tmpfs["/tmp"], ts["tmpfs"]  # Java's temp dir
+    assert ts["init"] is True and ts["entrypoint"][1].endswith("torchserve_entrypoint.py")
+    volumes = [v.split(":") if isinstance(v, str) else [v["source"], v["target"]] for v in ts["volumes"]]
+    mounted = [Path(v[0]) for v in volumes if v[1] == ts["entrypoint"][1]]
+    assert mounted == [ROOT / "stack" / "torchserve_entrypoint.py"]
+    tf = services["tf-serving"]
+    assert tf["init"] is True and tf["entrypoint"] == ["tensorflow_model_server"]

@@ -1,0 +1,87 @@
+"""Run TorchServe in a container so that it stops on SIGTERM within seconds and the container ends when it dies.
+
+`torchserve --foreground` is a Python CLI that starts the Java frontend (which starts the Python workers) and
+waits: it installs no signal handler, so as PID 1 (Kubernetes) it ignores SIGTERM until the grace period's
+SIGKILL, and killed any other way it leaves the JVM running. The vendor image's own entrypoint ends in
+`tail -f /dev/null`, so a dead JVM leaves the container "Up". This wrapper (stdlib only, mounted into the vendor
+image by compose and k8s) starts the CLI in its own process group, forwards SIGTERM/SIGINT to the whole group,
+SIGKILLs what is left after a grace, and exits with the server's status when the server exits on its own.
+
+    python torchserve_entrypoint.py [--grace SECONDS] -- torchserve --start --foreground ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+GRACE_S = 8.0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(pgid: int, grace: float) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pgid):
+        _reap()
+        time.sleep(0.05)
+    if _group_alive(pgid):
+        print(f"[entrypoint] TorchServe did not stop in {grace:.0f}s: SIGKILL", file=sys.stderr, flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def _reap() -> None:
+    """As PID 1 we inherit orphans (the JVM once the CLI is gone): reap them so they don't linger as zombies."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    grace = GRACE_S
+    if argv[:1] == ["--grace"]:
+        grace, argv = float(argv[1]), argv[2:]
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    server = subprocess.Popen(argv, start_new_session=True)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    while server.poll() is None and not stopping:
+        time.sleep(0.1)
+    if stopping:
+        print(f"[entrypoint] signal {stopping[0]}: stopping TorchServe", file=sys.stderr, flush=True)
+    else:
+        print(f"[entrypoint] TorchServe exited ({server.returncode}): stopping", file=sys.stderr, flush=True)
+    _stop_group(server.pid, grace)  # also when the CLI exited on its own: its JVM and workers go with it
+    server.wait()
+    _reap()
+    return 0 if stopping else (server.returncode or 1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
