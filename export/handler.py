@@ -19,6 +19,9 @@ from ts.torch_handler.base_handler import BaseHandler
 logger = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "signature.json"
+# The same bound as the gateway's (gateway/schemas.py FEATURE_ABS_MAX; a test keeps them equal): a value beyond it
+# is refused for its own request, never turned into NaN probabilities or a failure of the whole batch.
+FEATURE_ABS_MAX = 1e6
 
 
 # A refused request raises ValueError (-> HTTP 400 with its message). TorchServe accepts exactly one class
@@ -53,8 +56,13 @@ def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[
         for j, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RequestError(f"instance {i} value {j} is not a number: {value!r}")
-            if not math.isfinite(value):
+            # Compared, never converted: float() of a huge JSON integer raises OverflowError, not ValueError,
+            # and that would fail every request of the batch.
+            if isinstance(value, float) and not math.isfinite(value):
                 raise RequestError(f"instance {i} value {j} is not finite: {value!r}")
+            if not -FEATURE_ABS_MAX <= value <= FEATURE_ABS_MAX:
+                shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} digits)"
+                raise RequestError(f"instance {i} value {j} is beyond ±{FEATURE_ABS_MAX:g}: {shown}")
     return rows
 
 

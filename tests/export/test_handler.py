@@ -94,3 +94,20 @@ def test_mixed_batch_only_the_bad_request_fails(handler_and_dir, test_rows) -> N
 def test_parse_instances_limits_rows() -> None:
     with pytest.raises(ValueError, match="at most 2"):
         parse_instances({"instances": [[0.0]] * 3}, 1, max_rows=2)
+
+
+def test_values_beyond_the_bound_fail_only_their_own_request(handler_and_dir, test_rows) -> None:  # type: ignore[no-untyped-def]
+    """A JSON integer too large for a float raised OverflowError (the whole batch got 503); 1e39 gave NaN with 200."""
+    good = {"instances": test_rows[:1]}
+    huge_int = b'{"instances": [[' + b"1" + b"0" * 400 + b", 0" * 63 + b"]]}"
+    out, codes = run_batch(handler_and_dir, [good, huge_int, {"instances": [[1e39] + [0.0] * 63]}, good])
+    assert codes == [200, 400, 400, 200]
+    assert "beyond ±1e+06" in out[1]["error"] and "digits" in out[1]["error"] and "1e+39" in out[2]["error"]
+    assert out[0] == out[3]
+
+
+def test_the_handler_bounds_values_like_the_gateway() -> None:
+    from export.handler import FEATURE_ABS_MAX as handler_bound
+    from gateway.schemas import FEATURE_ABS_MAX as gateway_bound
+
+    assert handler_bound == gateway_bound
