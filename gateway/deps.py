@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.admission import Admission
 from gateway.backends.base import Backend
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
@@ -26,6 +27,11 @@ async def get_metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
+async def get_admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[dict[str, Backend], Depends(get_backends)]
 MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]

@@ -49,6 +49,14 @@ class BackendUnavailable(GatewayError):
     status_code = 503
 
 
+class GatewayOverloaded(GatewayError):
+    """503 with Retry-After: the gateway's own limit of concurrent upstream requests was reached and no slot freed
+    up within the admission wait. Not the backend's fault, and said so."""
+
+    status_code = 503
+    retry_after_s = 1
+
+
 class BackendTimeout(GatewayError):
     """504: the backend did not answer within the configured timeout."""
 
@@ -76,7 +84,8 @@ def _format_validation(exc: RequestValidationError) -> tuple[int, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _domain(_: Request, exc: GatewayError) -> JSONResponse:
-        return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, GatewayOverloaded) else None
+        return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from gateway.admission import Admission
 from gateway.backends import tfserving, torchserve
 from gateway.backends.base import Backend
 from gateway.body_limits import BodyLimitMiddleware
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = gateway_metrics
+    app.state.admission = Admission(
+        ["tf", "torch"], settings.concurrency_limit, settings.admission_wait_s, gateway_metrics
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=gateway_metrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0)
@@ -25,6 +25,15 @@ class GatewayMetrics:
             ["route", "backend", "status"],
             buckets=BUCKETS,
             registry=self.registry,
+        )
+        self.shed = Counter(
+            "gateway_shed_requests",
+            "Requests refused with 503 because the gateway's concurrency limit per backend was reached",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "gateway_upstream_in_flight", "Requests in flight to each backend", ["backend"], registry=self.registry
         )
         self.upstream = Histogram(
             "gateway_upstream_duration_seconds",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.admission import Admission
 from gateway.backends.base import Backend
 from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.metrics import GatewayMetrics
@@ -14,9 +15,12 @@ def check_batch(instances: list[list[float]], settings: Settings) -> None:
         raise PayloadTooLarge(f"batch of {len(instances)} instances exceeds the limit of {settings.max_batch}")
 
 
-async def predict_with(backend: Backend, instances: list[list[float]], metrics: GatewayMetrics) -> PredictResponse:
+async def predict_with(
+    backend: Backend, instances: list[list[float]], metrics: GatewayMetrics, admission: Admission
+) -> PredictResponse:
     try:
-        result = await backend.predict(instances)
+        async with admission.slot(backend.name):
+            result = await backend.predict(instances)
     except GatewayError as exc:
         metrics.upstream.labels(backend.name, type(exc).__name__).observe(0)
         raise

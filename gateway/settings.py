@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     model_name: str = _stack.model_name
+    n_classes: int = Field(_stack.n_classes, ge=1)  # every answer must have this many probabilities per row
 
     tf_url: str = _stack.tf_rest_url
     tf_protocol: Literal["rest", "grpc"] = "rest"
@@ -55,6 +56,14 @@ class Settings(BaseSettings):
     readiness_timeout_s: float = Field(1.0, gt=0)
     max_connections: int = Field(100, ge=1)
     max_keepalive_connections: int = Field(50, ge=0)
+    # Admission (gateway/admission.py): requests in flight per backend (default: max_connections less a few kept
+    # for readiness and version calls) and how long a request may wait for a slot before a 503 + Retry-After.
+    max_concurrency_per_backend: int | None = Field(None, ge=1)
+    admission_wait_s: float = Field(5.0, gt=0)
+
+    @property
+    def concurrency_limit(self) -> int:
+        return self.max_concurrency_per_backend or max(1, self.max_connections - 4)
 
     max_batch: int = Field(256, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1)

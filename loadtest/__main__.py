@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--slo-users", type=int, default=16)
     b.add_argument("--slo-duration", type=float, default=6.0)
     b.add_argument("--out", type=Path, default=None, help="report folder (default reports/<timestamp>)")
+    b.add_argument("--replace", action="store_true", help="first stop any stack this checkout left running")
     s = sub.add_parser("soak", help="constant load through the gateway to both backends for minutes")
     s.add_argument("--minutes", type=float, default=3.0)
     s.add_argument("--users", type=int, default=8)
@@ -49,9 +50,22 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(json.loads((args.folder / "summary.json").read_text()), args.folder))
         return 0
 
+    from stack.lifecycle import stop_on_signals
+
+    # SIGTERM and SIGHUP (a CI time-out, `kill`, a closed terminal) stop the stack as Ctrl-C does; the servers also
+    # die with this process if it is SIGKILLed (stack/lifecycle.py).
+    with stop_on_signals():
+        try:
+            return _run(args, stamp)
+        except KeyboardInterrupt as stop:
+            print(f"== interrupted ({stop or 'Ctrl-C'}): the stack was stopped", file=sys.stderr)
+            return 130
+
+
+def _run(args: argparse.Namespace, stamp: str) -> int:
     from export.__main__ import main as export_main
     from stack.config import StackConfig
-    from stack.launcher import StackError
+    from stack.launcher import StackError, stop_registered
 
     cfg = StackConfig.load()
     if not (cfg.tf_version_dir / "saved_model.pb").exists() or not cfg.mar_path.exists():
@@ -70,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from loadtest.runner import BenchOptions, StageFailed, bench
+
+    if getattr(args, "replace", False):
+        stop_registered()
 
     opts = BenchOptions(
         users=args.users,

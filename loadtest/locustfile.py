@@ -3,20 +3,68 @@
 Each target has its own base URL (env LOADTEST_TF_URL, LOADTEST_TS_URL, LOADTEST_GATEWAY_URL) and one class;
 pick classes by name on the command line. Every answer is checked: status, shape and the label the model
 must give for that row. `LOADTEST_RATE_PER_USER` > 0 paces each user (requests/s) for the SLO search.
+
+Exact latencies: locust rounds response times below 100 ms to whole ms for its own statistics; every raw float also
+goes into an HDR histogram per request name here (1 µs resolution), workers ship theirs to the master with their
+reports, and at the end the master (or a standalone run) prints exact percentiles and, with LOADTEST_HDR_OUT set,
+writes them with the encoded histograms to that JSON file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
-from locust import FastHttpUser, constant, constant_throughput, task
+from locust import FastHttpUser, constant, constant_throughput, events, task
+from locust.runners import WorkerRunner
 
-from loadtest.payloads import check_predictions, pick
+from loadtest.measure import latency
+from loadtest.payloads import Payload, check_predictions, pick
 from loadtest.targets import PATHS, TARGETS
 
 MODEL = os.environ.get("LOADTEST_MODEL_NAME", "digits")
 HEADERS = {"Content-Type": "application/json"}
 _RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "0"))
+
+
+_HDR: dict[str, Any] = {}
+
+
+@events.request.add_listener
+def _record(name: str, response_time: float, **_: Any) -> None:
+    hist = _HDR.get(name)
+    if hist is None:
+        hist = _HDR[name] = latency.new_histogram()
+    latency.record_ms(hist, response_time)
+
+
+@events.report_to_master.add_listener
+def _ship(client_id: str, data: dict[str, Any]) -> None:
+    data["servecompare_hdr"] = {name: latency.encode(h) for name, h in _HDR.items()}
+    _HDR.clear()  # the master keeps the sum: ship only what is new since the last report
+
+
+@events.worker_report.add_listener
+def _merge(client_id: str, data: dict[str, Any]) -> None:
+    for name, encoded in data.get("servecompare_hdr", {}).items():
+        if name not in _HDR:
+            _HDR[name] = latency.new_histogram()
+        _HDR[name].add(latency.decode(encoded))
+
+
+@events.quitting.add_listener
+def _write(environment: Any, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner) or not _HDR:
+        return
+    result = {name: {**latency.summary(h), "hdr": latency.encode(h)} for name, h in _HDR.items()}
+    for name, r in result.items():
+        print(
+            f"exact latency (ms) {name}: p50 {r['p50']} p90 {r['p90']} p99 {r['p99']} max {r['max']} (n={r['count']})"
+        )
+    if os.environ.get("LOADTEST_HDR_OUT"):
+        with open(os.environ["LOADTEST_HDR_OUT"], "w") as fh:
+            json.dump(result, fh)
 
 
 def _wait():  # type: ignore[no-untyped-def]
@@ -29,11 +77,12 @@ class _Target(FastHttpUser):
     path = ""
     name = ""
     key = "predictions"
+    backend = "tf"  # whose model's labels the answers are checked against
     connection_timeout = 5.0
     network_timeout = 10.0
 
-    def check(self, body: dict, expected: tuple[int, ...]) -> str | None:  # type: ignore[type-arg]
-        return check_predictions(body.get(self.key), expected)
+    def check(self, body: dict, payload: Payload) -> str | None:  # type: ignore[type-arg]
+        return check_predictions(body.get(self.key), payload.expected_for(self.backend))
 
     @task
     def predict(self) -> None:
@@ -54,7 +103,10 @@ class _Target(FastHttpUser):
             except ValueError:
                 resp.failure("response is not JSON")
                 return
-            problem = self.check(body, payload.expected) if isinstance(body, dict) else "response is not an object"
+            try:
+                problem = self.check(body, payload) if isinstance(body, dict) else "response is not an object"
+            except Exception as exc:
+                problem = f"answer could not be checked: {type(exc).__name__}: {exc}"
             if problem:
                 resp.failure(problem)
             else:
@@ -71,6 +123,7 @@ class TorchServeDirect(_Target):
     host = os.environ.get("LOADTEST_TS_URL", "http://127.0.0.1:8080")
     path = PATHS["torch-direct"].format(model=MODEL)
     name = "torch-direct"
+    backend = "torch"
 
 
 class GatewayTF(_Target):
@@ -83,6 +136,7 @@ class GatewayTorch(_Target):
     host = os.environ.get("LOADTEST_GATEWAY_URL", "http://127.0.0.1:8000")
     path = PATHS["gateway-torch"].format(model=MODEL)
     name = "gateway-torch"
+    backend = "torch"
 
 
 class GatewayCompare(_Target):
@@ -90,13 +144,14 @@ class GatewayCompare(_Target):
     path = PATHS["gateway-compare"].format(model=MODEL)
     name = "gateway-compare"
 
-    def check(self, body: dict, expected: tuple[int, ...]) -> str | None:  # type: ignore[type-arg]
+    def check(self, body: dict, payload: Payload) -> str | None:  # type: ignore[type-arg]
         for side in ("tf", "torch"):
-            problem = check_predictions((body.get(side) or {}).get("predictions"), expected)
+            problem = check_predictions((body.get(side) or {}).get("predictions"), payload.expected_for(side))
             if problem:
                 return f"{side}: {problem}"
-        if body.get("labels_agree") is not True:
-            return "backends disagree"
+        models_agree = payload.expected == payload.expected_torch
+        if body.get("labels_agree") is not models_agree:
+            return f"labels_agree is {body.get('labels_agree')!r}, the models {'' if models_agree else 'dis'}agree"
         return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -15,7 +16,11 @@ REFERENCE_FILE = Path(__file__).resolve().parent.parent / "models" / "reference"
 @dataclass(frozen=True)
 class Payload:
     body: bytes  # ready-made JSON, so the load generator spends no time encoding
-    expected: tuple[int, ...]  # the exported models' argmax for each row
+    expected: tuple[int, ...]  # the TF model's argmax for each row
+    expected_torch: tuple[int, ...]  # the TorchScript model's (the same unless trained apart: --train native)
+
+    def expected_for(self, backend: str) -> tuple[int, ...]:
+        return self.expected_torch if backend == "torch" else self.expected
 
 
 @lru_cache(maxsize=4)
@@ -23,10 +28,12 @@ def payloads(batch_size: int | None = None, path: Path = REFERENCE_FILE) -> tupl
     batch = batch_size or int(os.environ.get("LOADTEST_BATCH_SIZE", "1"))
     ref = json.loads(Path(os.environ.get("LOADTEST_REFERENCE", path)).read_text())
     rows, expected = ref["rows"], ref["expected"]
+    expected_torch = ref.get("expected_torch", expected)
     out = []
     for start in range(0, len(rows) - batch + 1, batch):
-        chunk = rows[start : start + batch]
-        out.append(Payload(json.dumps({"instances": chunk}).encode(), tuple(expected[start : start + batch])))
+        chunk, end = rows[start : start + batch], start + batch
+        body = json.dumps({"instances": chunk}).encode()
+        out.append(Payload(body, tuple(expected[start:end]), tuple(expected_torch[start:end])))
     return tuple(out)
 
 
@@ -39,12 +46,17 @@ def argmax(row: list[float]) -> int:
 
 
 def check_predictions(predictions: object, expected: tuple[int, ...], n_classes: int = 10) -> str | None:
-    """None when right; else what is wrong. A wrong answer is a failure, never a success."""
+    """None when right; else what is wrong. A wrong or malformed answer is a failure, never a success: each row
+    must be `n_classes` probabilities (finite numbers in [0, 1] summing to 1) whose argmax is the expected label."""
     if not isinstance(predictions, list) or len(predictions) != len(expected):
         return f"expected {len(expected)} predictions, got {type(predictions).__name__}"
     for i, (row, want) in enumerate(zip(predictions, expected, strict=True)):
         if not isinstance(row, list) or len(row) != n_classes:
             return f"prediction {i} is not {n_classes} probabilities"
+        if not all(type(v) in (int, float) and 0.0 <= v <= 1.0 for v in row):  # NaN fails the comparison too
+            return f"prediction {i} holds a value that is not a probability"
+        if not math.isclose(sum(row), 1.0, abs_tol=1e-3):
+            return f"prediction {i} does not sum to 1 ({sum(row):.4g})"
         if argmax(row) != want:
             return f"prediction {i}: label {argmax(row)}, expected {want}"
     return None

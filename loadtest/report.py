@@ -243,6 +243,20 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
         for s in summary["slo"]:
             best = f"{s['max_rps_within_slo']:.1f}" if s["max_rps_within_slo"] else "none (first step broke it)"
             lines.append(f"| {s['target']} | {s['batching']} | {s['slo_p99_ms']:.0f} | {best} | {len(s['steps'])} |")
+        lines += [
+            "",
+            "Every step, and why it held or broke (a step broken by p99 alone is measured again, marked *retry*):",
+            "",
+            "| target | batching | offered req/s | achieved req/s | p99 (ms) | requests | failures | verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for s in summary["slo"]:
+            for st in s["steps"]:
+                verdict = st.get("reason", "holds" if st["held"] else "broke") + (" (retry)" if st.get("retry") else "")
+                lines.append(
+                    f"| {s['target']} | {s['batching']} | {st['offered_rps']} | {st['achieved_rps']:.1f} | "
+                    f"{st['p99_ms']:.1f} | {st.get('requests', '')} | {st['failures']} | {verdict} |"
+                )
         lines.append("")
 
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]

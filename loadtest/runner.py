@@ -201,37 +201,43 @@ def slo_search(
         steps: list[dict[str, object]] = []
 
         def attempt(rate: float, target: str = target, steps: list[dict[str, object]] = steps) -> tuple[bool, float]:
-            m = (measure or run_locust)(
-                cfg,
-                target,
-                opts.slo_users,
-                opts.slo_duration_s,
-                out / "csv" / f"{batching}-slo-{target}-{len(steps)}",
-                opts.batch_size,
-                batching,
-                rate_per_user=rate / opts.slo_users,
-            )
-            held = m.failures == 0 and m.p99 <= slo_ms and m.rps >= 0.9 * rate
-            why = (
-                "holds"
-                if held
-                else f"p99 over {slo_ms:.0f} ms"
-                if m.p99 > slo_ms
-                else f"{m.failures} failures"
-                if m.failures
-                else "cannot keep up with the offered rate"
-            )
-            log(f"   SLO {target}: offered {rate:7.1f} req/s -> {m.rps:7.1f} req/s, p99 {m.p99:.1f} ms: {why}")
-            steps.append(
-                {
-                    "offered_rps": round(rate, 1),
-                    "achieved_rps": m.rps,
-                    "p99_ms": m.p99,
-                    "failures": m.failures,
-                    "held": held,
-                }
-            )
-            return held, m.rps
+            def once() -> tuple[Measurement, str]:
+                m = (measure or run_locust)(
+                    cfg,
+                    target,
+                    opts.slo_users,
+                    opts.slo_duration_s,
+                    out / "csv" / f"{batching}-slo-{target}-{len(steps)}",
+                    opts.batch_size,
+                    batching,
+                    rate_per_user=rate / opts.slo_users,
+                )
+                reason = (
+                    f"{m.failures} failures"
+                    if m.failures
+                    else "cannot keep up with the offered rate"
+                    if m.rps < 0.9 * rate
+                    else f"p99 over {slo_ms:.0f} ms"
+                    if m.p99 > slo_ms
+                    else "holds"
+                )
+                log(
+                    f"   SLO {target}: offered {rate:7.1f} req/s -> {m.rps:7.1f} req/s, p99 {m.p99:.1f} ms "
+                    f"({m.requests} requests): {reason}"
+                )
+                steps.append({
+                    "offered_rps": round(rate, 1), "achieved_rps": m.rps, "p99_ms": m.p99, "failures": m.failures,
+                    "requests": m.requests, "held": reason == "holds", "reason": reason,
+                })  # fmt: skip
+                return m, reason
+
+            m, reason = once()
+            if reason.startswith("p99 over"):
+                # One tail is not a verdict: a step that broke the bound on latency alone is measured once more
+                # and fails only if the repeat fails too.
+                m, reason = once()
+                steps[-1]["retry"] = True
+            return reason == "holds", m.rps
 
         best: float | None = None
         low, high, rate = 0.0, None, opts.slo_start_rps

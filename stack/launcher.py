@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from export import serving_config
+from stack import lifecycle
 from stack.config import ROOT, TF_MODEL_BASE, TORCH_MODEL_STORE, StackConfig
 from stack.tfserving_compat import DISPLAY_NAME as COMPAT_NAME
 
@@ -83,11 +84,19 @@ def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
 
 
 class NativeStack:
+    """`owned` (the default): the servers die with the process that starts them, even a SIGKILLed one (the kernel
+    SIGTERMs them). `stack up --detach` passes owned=False: its servers must outlive the command."""
+
     def __init__(
-        self, cfg: StackConfig | None = None, run_dir: Path | None = None, gateway_env: dict[str, str] | None = None
+        self,
+        cfg: StackConfig | None = None,
+        run_dir: Path | None = None,
+        gateway_env: dict[str, str] | None = None,
+        owned: bool = True,
     ) -> None:
         self.cfg = cfg or StackConfig.load()
         self.gateway_env = gateway_env or {}
+        self.owned = owned
         self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR") or ROOT / ".run").resolve()
         self.state_path = self.run_dir / STATE_FILE
 
@@ -145,7 +154,13 @@ class NativeStack:
                 cfg, model_store=str(TORCH_MODEL_STORE), log4j=str(TORCH_MODEL_STORE / "log4j2.xml")
             )
         )
+        # Under the container entrypoint, in its process group: a SIGTERM to the group (or to the wrapper alone, from a
+        # dying parent) stops the CLI, the JVM and the workers; the CLI alone would leave the JVM running.
         cmd = [
+            sys.executable,
+            str(ROOT / "stack" / "torchserve_entrypoint.py"),
+            "--same-group",
+            "--",
             str(BIN / "torchserve"),
             "--start",
             "--foreground",
@@ -202,7 +217,10 @@ class NativeStack:
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def up(self, timeout: float = 180.0, log: Callable[[str], None] = print) -> list[Proc]:
         if self._live_procs():
-            raise StackError(f"a stack is already running (state in {self.state_path}); run `python -m stack down`")
+            raise StackError(
+                f"a stack is already running (state in {self.state_path}): stop it with `python -m stack down`, "
+                "or pass --replace"
+            )
         for path in (self.cfg.tf_version_dir / "saved_model.pb", self.cfg.mar_path):
             if not path.exists():
                 raise StackError(f"{path} is missing: run `python -m export` first")
@@ -211,11 +229,9 @@ class NativeStack:
         for svc in services:
             for name, port in svc.ports.items():
                 if not port_free(self.cfg.host, port):
-                    raise StackError(
-                        f"port {port} ({name}, for {svc.name}) on {self.cfg.host} is already in use: "
-                        f"stop what is using it, or set {name} to a free port"
-                    )
+                    raise StackError(_port_in_use(self.cfg.host, port, name, svc.name))
         procs: list[Proc] = []
+        lifecycle.register(self.run_dir, {k: v for svc in services for k, v in svc.ports.items()})
         try:
             # Both backends start at once; the gateway last, since its readiness needs both.
             for svc in services[:2]:
@@ -261,6 +277,7 @@ class NativeStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=lifecycle.die_with_parent if self.owned else None,
             )
         proc = Proc(svc.name, popen.pid, str(log_path), svc.url)
         self._record(proc)
@@ -300,6 +317,7 @@ class NativeStack:
         """Stop every recorded process group: SIGTERM, wait up to `grace`, then SIGKILL."""
         _stop_groups([Proc(**p) for p in self._read_state()], grace, log)
         self.state_path.unlink(missing_ok=True)
+        lifecycle.unregister(self.run_dir)
 
     def status(self) -> list[tuple[Proc, bool]]:
         return [(Proc(**p), _alive(int(p["pid"]))) for p in self._read_state()]
@@ -331,6 +349,42 @@ class NativeStack:
 
     def __exit__(self, *_: object) -> None:
         self.down(log=lambda _: None)
+
+
+def registered_stacks() -> list[tuple[Path, list[tuple[Proc, bool]]]]:
+    """Every stack this checkout started and did not stop, wherever its run dir is, with its processes."""
+    out = []
+    for entry in lifecycle.registered():
+        stack = NativeStack(StackConfig.load(environ=False), run_dir=Path(entry["run_dir"]))
+        out.append((stack.run_dir, stack.status()))
+    return out
+
+
+def stop_registered(log: Callable[[str], None] = print, grace: float = 10.0) -> int:
+    """Stop every stack of this checkout that the registry knows (`stack down`, `--replace`); how many."""
+    entries = lifecycle.registered()
+    for entry in entries:
+        run_dir = Path(entry["run_dir"])
+        log(f"== stopping the stack recorded in {run_dir}")
+        NativeStack(StackConfig.load(environ=False), run_dir=run_dir).down(grace=grace, log=log)
+        lifecycle.unregister(run_dir)
+    return len(entries)
+
+
+def _port_in_use(host: str, port: int, name: str, service: str) -> str:
+    for entry in lifecycle.registered():
+        if port in entry.get("ports", {}).values():
+            stack = NativeStack(StackConfig.load(environ=False), run_dir=Path(entry["run_dir"]))
+            if any(alive for _, alive in stack.status()):
+                return (
+                    f"port {port} ({name}, for {service}) is held by a stack this checkout started earlier "
+                    f"(run dir {entry['run_dir']}, started by pid {entry.get('owner_pid')}): stop it with "
+                    "`python -m stack down`, or pass --replace"
+                )
+    return (
+        f"port {port} ({name}, for {service}) on {host} is already in use: "
+        f"stop what is using it, or set {name} to a free port"
+    )
 
 
 def _stop_groups(procs: list[Proc], grace: float, log: Callable[[str], None]) -> None:

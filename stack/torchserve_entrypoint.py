@@ -7,7 +7,10 @@ SIGKILL, and killed any other way it leaves the JVM running. The vendor image's 
 image by compose and k8s) starts the CLI in its own process group, forwards SIGTERM/SIGINT to the whole group,
 SIGKILLs what is left after a grace, and exits with the server's status when the server exits on its own.
 
-    python torchserve_entrypoint.py [--grace SECONDS] -- torchserve --start --foreground ...
+    python torchserve_entrypoint.py [--grace SECONDS] [--same-group] -- torchserve --start --foreground ...
+
+`--same-group` (the native launcher): TorchServe stays in this wrapper's process group, so whoever stops the group
+(SIGTERM, then SIGKILL) reaches every TorchServe process even if this wrapper is killed first.
 """
 
 from __future__ import annotations
@@ -23,14 +26,24 @@ GRACE_S = 8.0
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Any process of the group other than this wrapper (which may be a member) and zombies."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _stop_group(pgid: int, grace: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # our own group signal must not interrupt the stop
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
@@ -55,15 +68,19 @@ def _reap() -> None:
 
 
 def main(argv: list[str]) -> int:
-    grace = GRACE_S
-    if argv[:1] == ["--grace"]:
-        grace, argv = float(argv[1]), argv[2:]
+    grace, same_group = GRACE_S, False
+    while argv[:1] in (["--grace"], ["--same-group"]):
+        if argv[0] == "--grace":
+            grace, argv = float(argv[1]), argv[2:]
+        else:
+            same_group, argv = True, argv[1:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
-    server = subprocess.Popen(argv, start_new_session=True)
+    server = subprocess.Popen(argv, start_new_session=not same_group)
+    pgid = os.getpgid(0) if same_group else server.pid
     stopping: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -77,7 +94,7 @@ def main(argv: list[str]) -> int:
         print(f"[entrypoint] signal {stopping[0]}: stopping TorchServe", file=sys.stderr, flush=True)
     else:
         print(f"[entrypoint] TorchServe exited ({server.returncode}): stopping", file=sys.stderr, flush=True)
-    _stop_group(server.pid, grace)  # also when the CLI exited on its own: its JVM and workers go with it
+    _stop_group(pgid, grace)  # also when the CLI exited on its own: its JVM and workers go with it
     server.wait()
     _reap()
     return 0 if stopping else (server.returncode or 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 
 from export.data import load_split
@@ -20,6 +22,10 @@ from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack, free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Stacks started by the tests register here, never in the checkout's .run/registry, so a `stack down` run by a
+# test (or by a person while the tests run) can't stop the other's stacks. Tests that run `stack down` themselves
+# give it a registry of their own.
+os.environ.setdefault("SERVECOMPARE_REGISTRY", tempfile.mkdtemp(prefix="servecompare-registry-"))
 
 PORT_KEYS = (
     "TF_REST_PORT",
@@ -121,3 +127,16 @@ def serve_in_thread(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def processes_mentioning(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line or environment mentions `marker` (a test's own tmp path)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            text = " ".join(p.info["cmdline"] or []) + " ".join((p.info["environ"] or {}).values())
+            if marker in text and p.status() != psutil.STATUS_ZOMBIE and p.pid != os.getpid():
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found

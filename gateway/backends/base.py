@@ -95,23 +95,31 @@ def upstream_message(response: httpx.Response) -> str:
     return response.text[:500] or response.reason_phrase
 
 
-def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int | None = None) -> list[list[float]]:
-    """A backend's answer must be `rows` lists of numbers; anything else is a bad gateway, not a success."""
-    if (
-        not isinstance(predictions, list)
-        or len(predictions) != rows
-        or not all(
-            isinstance(p, list) and p and all(isinstance(v, int | float) and math.isfinite(v) for v in p)
-            for p in predictions
+def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int) -> list[list[float]]:
+    """A backend's answer must be `rows` rows of `n_classes` finite numbers (booleans are not numbers); anything
+    else is a bad gateway (502), never a success and never an internal error further down."""
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+        raise UpstreamError(
+            f"backend '{backend}' returned malformed predictions: {got} rows for {rows}", backend=backend
         )
-        or (n_classes is not None and any(len(p) != n_classes for p in predictions))
-    ):
-        raise UpstreamError(f"backend '{backend}' returned malformed predictions", backend=backend)
+    for i, p in enumerate(predictions):
+        if not isinstance(p, list) or len(p) != n_classes:
+            got = len(p) if isinstance(p, list) else type(p).__name__
+            raise UpstreamError(
+                f"backend '{backend}' returned malformed predictions: row {i} has {got} values, expected {n_classes}",
+                backend=backend,
+            )
+        if not all(type(v) in (int, float) and math.isfinite(v) for v in p):
+            raise UpstreamError(
+                f"backend '{backend}' returned malformed predictions: row {i} holds a value that is not a number",
+                backend=backend,
+            )
     return predictions
 
 
 async def post_instances(
-    client: httpx.AsyncClient, backend: str, path: str, instances: list[list[float]]
+    client: httpx.AsyncClient, backend: str, path: str, instances: list[list[float]], n_classes: int
 ) -> tuple[list[list[float]], float]:
     """POST `{"instances": ...}` and return (predictions, upstream ms); every way it can go wrong is mapped:
     unreachable or 503 -> 503, timeout -> 504, other status or a body that is not predictions -> 502."""
@@ -130,7 +138,7 @@ async def post_instances(
     except ValueError as exc:
         raise UpstreamError(f"backend '{backend}' answered with invalid JSON", backend=backend) from exc
     predictions = body.get("predictions") if isinstance(body, dict) else None
-    return check_predictions(backend, predictions, len(instances)), elapsed
+    return check_predictions(backend, predictions, len(instances), n_classes), elapsed
 
 
 class Stopwatch:

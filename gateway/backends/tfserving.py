@@ -33,6 +33,7 @@ class TFServingRestBackend:
         version = settings.tf_model_version
         self._model_path = f"/v1/models/{self.model_name}" + (f"/versions/{version}" if version else "")
         self._client = new_client(settings.tf_url, settings)
+        self._n_classes = settings.n_classes
         self._pinned = version is not None
         # REST predict answers don't name the version: the pinned one, or the latest AVAILABLE as the model status
         # API last reported it (refreshed in the background and by readiness checks, never on the prediction path).
@@ -40,7 +41,9 @@ class TFServingRestBackend:
         self._readiness_timeout = settings.readiness_timeout_s
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
-        preds, elapsed = await post_instances(self._client, self.name, f"{self._model_path}:predict", instances)
+        preds, elapsed = await post_instances(
+            self._client, self.name, f"{self._model_path}:predict", instances, self._n_classes
+        )
         return Prediction(preds, self.version, elapsed)
 
     def _learn_version(self, status: dict[str, Any]) -> None:
@@ -142,7 +145,7 @@ class TFServingGrpcBackend:
         )
         if len(dims) != 2 or values.size != dims[0] * dims[1]:
             raise UpstreamError("backend 'tf' (gRPC) returned a malformed tensor", backend="tf")
-        preds = check_predictions(self.name, values.reshape(dims).tolist(), len(instances))
+        preds = check_predictions(self.name, values.reshape(dims).tolist(), len(instances), self._rest._n_classes)
         # gRPC answers name the version that served them.
         answered = response.model_spec.version.value
         return Prediction(preds, str(answered) if answered else self._rest.version, elapsed)

@@ -21,12 +21,13 @@ class TorchServeBackend:
         self._readiness_timeout = settings.readiness_timeout_s
         self._readiness = settings.torch_readiness
         self._path = f"/predictions/{self.model_name}"
+        self._n_classes = settings.n_classes
         # The inference API doesn't name the version that answered: the configured one, replaced in the background
         # by what the management API describes (where it is reachable). Never asked on the prediction path.
         self.version = settings.torch_model_version
 
     async def predict(self, instances: list[list[float]]) -> Prediction:
-        preds, elapsed = await post_instances(self._client, self.name, self._path, instances)
+        preds, elapsed = await post_instances(self._client, self.name, self._path, instances, self._n_classes)
         return Prediction(preds, self.version, elapsed)
 
     async def _describe(self) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 
-from gateway.deps import BackendsDep, MetricsDep, SettingsDep
+from gateway.deps import AdmissionDep, BackendsDep, MetricsDep, SettingsDep
 from gateway.schemas import ERROR_RESPONSES, CompareResponse, PredictRequest
 from gateway.service import check_batch, predict_with
 
@@ -15,12 +15,12 @@ router = APIRouter(tags=["compare"], responses=ERROR_RESPONSES)
 
 @router.post("/compare", response_model=CompareResponse, summary="Predict on both backends and compare")
 async def compare(
-    body: PredictRequest, settings: SettingsDep, backends: BackendsDep, metrics: MetricsDep
+    body: PredictRequest, settings: SettingsDep, backends: BackendsDep, metrics: MetricsDep, admission: AdmissionDep
 ) -> CompareResponse:
     check_batch(body.instances, settings)
     tf, torch = await asyncio.gather(
-        predict_with(backends["tf"], body.instances, metrics),
-        predict_with(backends["torch"], body.instances, metrics),
+        predict_with(backends["tf"], body.instances, metrics, admission),
+        predict_with(backends["torch"], body.instances, metrics, admission),
     )
     diff = max(
         (

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port:
         from stack.tfserving_compat.grpc_service import serve
 
-        grpc_server = serve(servable, args.grpc_bind_address, args.port)
+        grpc_server = serve(servable, args.grpc_bind_address, args.port, batcher=batcher)
         log.info("gRPC PredictionService on %s:%d", args.grpc_bind_address, args.port)
 
     import uvicorn

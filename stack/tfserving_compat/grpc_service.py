@@ -15,14 +15,16 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from stack.tfserving_compat.batching import Batcher
 from stack.tfserving_compat.errors import ServingError, invalid, not_found
 from stack.tfserving_compat.servable import Servable, Version
 
 
 def _resolve(servable: Servable, spec: Any) -> Version:
-    if spec.name != servable.name:
-        raise not_found(f"Servable not found for request: Latest({spec.name})")
     which = spec.WhichOneof("version_choice")
+    if spec.name != servable.name:
+        wanted = f"Specific({spec.name}, {spec.version.value})" if which == "version" else f"Latest({spec.name})"
+        raise not_found(f"Servable not found for request: {wanted}")
     if which == "version":
         return servable.resolve(version=spec.version.value)
     if which == "version_label":
@@ -31,22 +33,38 @@ def _resolve(servable: Servable, spec: Any) -> Version:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, servable: Servable) -> None:
+    def __init__(self, servable: Servable, batcher: Batcher | None = None) -> None:
         self.servable = servable
+        self.batcher = batcher  # the REST API's batcher: gRPC requests are batched with REST ones, as in TF Serving
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             version = _resolve(self.servable, request.model_spec)
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            outputs = self.servable.run(version, request.model_spec.signature_name, inputs)
-            wanted = set(request.output_filter) or set(outputs)
+            inputs = {}
+            for alias, proto in request.inputs.items():
+                try:
+                    inputs[alias] = tf.make_ndarray(proto)
+                except (TypeError, ValueError) as exc:
+                    raise invalid(f"tensor parsing error: {alias}") from exc
+            signature = request.model_spec.signature_name
+            wanted = list(request.output_filter)
+            if len(set(wanted)) != len(wanted):
+                duplicate = next(a for i, a in enumerate(wanted) if a in wanted[:i])
+                raise invalid(f"duplicate output tensor alias: {duplicate}")
+            if self.batcher is not None:
+                outputs = self.batcher.submit_from_thread(version, signature, inputs, context.time_remaining())
+            else:
+                outputs = self.servable.run(version, signature, inputs)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = self.servable.name
             response.model_spec.version.value = version.number
-            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
-            for name in wanted:
+            response.model_spec.signature_name = signature or "serving_default"
+            for name in wanted or list(outputs):
                 if name not in outputs:
-                    raise invalid(f"output tensor alias not found in signature: {name}")
+                    raise invalid(
+                        f"output tensor alias not found in signature: {name} "
+                        f"Outputs expected to be in the set {{{','.join(sorted(outputs))}}}."
+                    )
                 response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
             return response
         except ServingError as exc:
@@ -91,9 +109,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             context.abort(exc.grpc_status, exc.message)
 
 
-def serve(servable: Servable, host: str, port: int, workers: int = 8) -> grpc.Server:
+def serve(servable: Servable, host: str, port: int, workers: int = 8, batcher: Batcher | None = None) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(servable), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(servable, batcher), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(servable), server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise OSError(f"cannot bind gRPC port {host}:{port}")

@@ -105,11 +105,16 @@ def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_pa
             if match["name"] != servable.name:
                 if api == "status":
                     raise not_found(f"Could not find any versions of model {match['name']}")
-                raise not_found(f"Servable not found for request: Latest({match['name']})")
+                wanted = (
+                    f"Specific({match['name']}, {match['version']})" if match["version"] else f"Latest({match['name']})"
+                )
+                raise not_found(f"Servable not found for request: {wanted}")
             version = int(match["version"]) if match["version"] is not None else None
             if api == "status":
-                if request.method != "GET" or match["label"]:
+                if request.method != "GET":
                     raise invalid(f"Malformed request: {request.method} {path}")
+                if match["label"]:  # the status of the version the label points at
+                    version = servable.resolve(None, match["label"]).number
                 return _json({"model_version_status": servable.status(version)})
             if api == "metadata":
                 if request.method != "GET":

@@ -25,6 +25,7 @@ def _ports(cfg) -> list[int]:  # type: ignore[no-untyped-def]
 def test_cli_up_predict_down_leaves_nothing(tmp_path, test_rows) -> None:  # type: ignore[no-untyped-def]
     cfg = free_ports_config()
     env = {**os.environ, **{k: str(getattr(cfg, k.lower())) for k in PORT_KEYS}, "SERVECOMPARE_RUN_DIR": str(tmp_path)}
+    env["SERVECOMPARE_REGISTRY"] = str(tmp_path / "registry")
     up = subprocess.run(
         [sys.executable, "-m", "stack", "up", "--detach", "--timeout", "120"],
         cwd=ROOT,

@@ -7,7 +7,7 @@ import json
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from loadtest.runner import BenchOptions, bench, run_locust
@@ -114,3 +114,60 @@ def test_the_same_locustfile_runs_distributed(native_stack, tmp_path) -> None:  
         worker.wait(timeout=30)
     m = parse_stats(prefix, "distributed", 2, "off")
     assert m.requests > 0 and m.failures == 0
+
+
+@pytest.fixture
+def malformed_model_server():  # type: ignore[no-untyped-def]
+    """TF Serving's predict URL answering rows that break a naive check: null, a string, all zeros, all NaN."""
+    import itertools
+
+    rows = itertools.cycle(['[null,0,0,0,0,0,0,0,0,0]', '["1",0,0,0,0,0,0,0,0,0]', "[0,0,0,0,0,0,0,0,0,0]",
+                            "[NaN,NaN,NaN,NaN,NaN,NaN,NaN,NaN,NaN,NaN]"])  # fmt: skip
+
+    async def predict(request: Request) -> Response:
+        await request.body()
+        return Response('{"predictions": [' + next(rows) + "]}", media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/models/digits:predict", predict, methods=["POST"])])
+    with serve_in_thread(app) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def test_malformed_answers_are_failures(malformed_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = StackConfig.load({"TF_REST_PORT": str(malformed_model_server)})
+    m = run_locust(cfg, "tf-direct", users=1, duration_s=2, out_prefix=tmp_path / "bad", batch_size=1, batching="off")
+    assert m.requests > 0
+    assert m.failures == m.requests  # none counted as success, none lost as an exception
+
+
+def test_each_backend_is_checked_against_its_own_models_labels(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`--train native`: the torch model, trained apart, disagrees with the TF model on some rows; answers that are
+    right for the torch model must not count as failures of torch-direct."""
+    from loadtest.payloads import REFERENCE_FILE
+
+    ref = json.loads(REFERENCE_FILE.read_text())
+    ref["expected_torch"] = [(k + 1) % 10 if i % 3 == 0 else k for i, k in enumerate(ref["expected"])]
+    reference = tmp_path / "native.json"
+    reference.write_text(json.dumps(ref))
+    by_body = {
+        json.dumps({"instances": [row]}).encode(): k for row, k in zip(ref["rows"], ref["expected_torch"], strict=True)
+    }
+
+    async def predict(request: Request) -> JSONResponse:
+        k = by_body[await request.body()]
+        return JSONResponse({"predictions": [[0.91 if i == k else 0.01 for i in range(10)]]})
+
+    app = Starlette(routes=[Route("/predictions/digits", predict, methods=["POST"])])
+    monkeypatch.setenv("LOADTEST_REFERENCE", str(reference))
+    with serve_in_thread(app) as url:
+        cfg = StackConfig.load({"TS_INFERENCE_PORT": url.rsplit(":", 1)[1]})
+        m = run_locust(
+            cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "n", batch_size=1, batching="off"
+        )
+        assert m.requests > 0 and m.failures == 0, m.failure_samples
+        del ref["expected_torch"]  # a reference with the TF model's labels only: a third of the answers "fail"
+        reference.write_text(json.dumps(ref))
+        m = run_locust(
+            cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "o", batch_size=1, batching="off"
+        )
+        assert 0 < m.failures < m.requests

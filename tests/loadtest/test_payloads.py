@@ -24,3 +24,17 @@ def test_check_predictions() -> None:
     assert "expected 2 predictions" in check_predictions(one_hot[:1], (3, 7))  # type: ignore[operator]
     assert "not 10 probabilities" in check_predictions([[1.0], [1.0]], (0, 0))  # type: ignore[operator]
     assert check_predictions(None, (1,)) is not None
+
+
+def test_malformed_rows_are_failures_even_when_the_argmax_would_match() -> None:
+    """All-zero or all-NaN rows have argmax 0; nulls and strings used to raise inside locust's catch_response."""
+    for row in (
+        [0.0] * 10,
+        [float("nan")] * 10,
+        [None] * 10,
+        ["1"] + [0.0] * 9,
+        [True] + [False] * 9,
+        [2.0] + [-1.0] * 9,
+    ):
+        assert check_predictions([row], (0,)) is not None, row
+    assert check_predictions([[0.91] + [0.01] * 9], (0,)) is None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stack.tfserving_compat.batching import Batcher, BatchingParameters
+from stack.tfserving_compat.errors import ServingError
 
 
 def test_parse_batching_parameters_file() -> None:
@@ -58,8 +59,7 @@ def test_errors_reach_every_member_of_the_batch() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("rows", [0, 9])
-def test_oversized_or_empty_requests_run_alone(rows: int) -> None:
+def test_empty_requests_run_alone() -> None:
     seen = []
 
     def run(_v: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,8 +69,62 @@ def test_oversized_or_empty_requests_run_alone(rows: int) -> None:
     async def scenario() -> None:
         batcher = Batcher(BatchingParameters(max_batch_size=8), run)
         batcher.start()
-        await batcher.submit("v", "", {"x": np.zeros((rows, 2))})
+        await batcher.submit("v", "", {"x": np.zeros((0, 2))})
         await batcher.stop()
 
     asyncio.run(scenario())
-    assert seen == [rows]
+    assert seen == [0]
+
+
+def test_a_request_larger_than_the_batch_is_refused_as_tf_serving_does() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(BatchingParameters(max_batch_size=16), lambda *_: {})
+        batcher.start()
+        try:
+            await batcher.submit("v", "", {"x": np.zeros((20, 2))})
+        finally:
+            await batcher.stop()
+
+    with pytest.raises(ServingError, match="Task size 20 is larger than maximum input batch size 16") as err:
+        asyncio.run(scenario())
+    assert err.value.code == "INVALID_ARGUMENT"
+
+
+def test_a_full_queue_refuses_with_unavailable() -> None:
+    async def scenario() -> list[object]:
+        # Not started: nothing leaves the queue. 2 batches of 4 rows fit; the 9th row does not.
+        batcher = Batcher(BatchingParameters(max_batch_size=4, max_enqueued_batches=2), lambda *_: {})
+        waiting = [asyncio.create_task(batcher.submit("v", "", {"x": np.zeros((1, 2))})) for _ in range(8)]
+        await asyncio.sleep(0.01)
+        try:
+            await batcher.submit("v", "", {"x": np.zeros((1, 2))})
+        except ServingError as exc:
+            return [exc, *waiting]
+        finally:
+            for t in waiting:
+                t.cancel()
+        return []
+
+    exc, *_ = asyncio.run(scenario())
+    assert isinstance(exc, ServingError) and exc.code == "UNAVAILABLE" and "queue" in exc.message
+
+
+def test_the_timeout_runs_from_arrival_and_waiting_tasks_still_join() -> None:
+    """Tasks that queued while the batcher was busy are past their timeout: they go out together, not one by one
+    (it once sent a 2-row batch with 45 queued)."""
+    calls: list[int] = []
+
+    def run(_v: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"]}
+
+    async def scenario() -> None:
+        batcher = Batcher(BatchingParameters(max_batch_size=16, batch_timeout_micros=1000), run)
+        tasks = [asyncio.create_task(batcher.submit("v", "", {"x": np.zeros((1, 2))})) for _ in range(10)]
+        await asyncio.sleep(0.05)  # all ten are 50x past their timeout when the batcher gets to them
+        batcher.start()
+        await asyncio.gather(*tasks)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls == [10]

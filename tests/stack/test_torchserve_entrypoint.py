@@ -11,27 +11,17 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from stack.config import ROOT
 from stack.launcher import NativeStack
-from tests.conftest import free_ports_config
+from tests.conftest import free_ports_config, processes_mentioning
 
 pytestmark = pytest.mark.integration
 ENTRYPOINT = ROOT / "stack" / "torchserve_entrypoint.py"
 
 
-def _ours(marker: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            text = " ".join(p.info["cmdline"] or []) + " ".join((p.info["environ"] or {}).values())
-        except psutil.Error:
-            continue
-        if marker in text and p.status() != psutil.STATUS_ZOMBIE:
-            found.append(p)
-    return found
+_ours = processes_mentioning
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -39,8 +29,10 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     stack = NativeStack(cfg, run_dir=tmp_path)
     (tmp_path / "conf").mkdir(parents=True, exist_ok=True)
     svc = stack._torchserve_service()
+    # The launcher runs TorchServe under the entrypoint already (--same-group); run it as a container does.
+    torchserve_cmd = svc.cmd[svc.cmd.index("--") + 1 :]
     proc = subprocess.Popen(
-        [sys.executable, str(ENTRYPOINT), "--grace", "10", "--", *svc.cmd],
+        [sys.executable, str(ENTRYPOINT), "--grace", "10", "--", *torchserve_cmd],
         env={**os.environ, **svc.env},
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,

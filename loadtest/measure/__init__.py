@@ -1,0 +1,1 @@
+"""Measuring: exact latency histograms, process-tree CPU and memory, the servers' own metrics."""
