@@ -17,20 +17,27 @@ def _ints(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="concurrency sweep + SLO search on the native stack; writes reports/<time>/")
-    b.add_argument("--users", type=_ints, default=[1, 4, 16, 64], help="comma-separated sweep (default 1,4,16,64)")
-    b.add_argument("--duration", type=float, default=8.0, help="seconds per run (default 8)")
-    b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
-    b.add_argument("--batch-size", type=int, default=1, help="rows per request")
-    b.add_argument(
-        "--batching",
-        choices=["off", "on", "both"],
-        default="off",
-        help="server-side batching on both backends (default off)",
+    b = sub.add_parser(
+        "bench",
+        help="start-up, concurrency x rows sweep with repeated trials, open-loop SLO search; writes reports/<time>/",
+        description="The comparison benchmark on the native stack (loopback only). Defaults take about 10 minutes on "
+        "2 cores; --quick about 2.",
     )
-    b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound for the SLO search; 0 skips it")
-    b.add_argument("--slo-users", type=int, default=16)
-    b.add_argument("--slo-duration", type=float, default=6.0)
+    b.add_argument("--users", type=_ints, default=None, help="closed-loop concurrency levels (default 1,4,16,64)")
+    b.add_argument("--rows", type=_ints, default=None, help="rows per request, a dimension (default 1,64)")
+    b.add_argument("--duration", type=float, default=None, help="seconds per trial (default 3)")
+    b.add_argument("--trials", type=int, default=None, help="trials per point, interleaved (default 3)")
+    b.add_argument("--max-trials", type=int, default=None, help="trials for a point that does not settle (default 5)")
+    b.add_argument("--stable-within", type=float, default=0.10, help="spread allowed between trials (default 0.10)")
+    b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
+    b.add_argument(
+        "--batching", choices=["off", "on", "both"], default="off", help="server-side batching (default off)"
+    )
+    b.add_argument("--driver", choices=["lean", "locust"], default="lean", help="load generator (default lean)")
+    b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound of the open-loop SLO search; 0 skips it")
+    b.add_argument("--slo-start", type=float, default=None, help="first offered rate, req/s (default 100)")
+    b.add_argument("--no-startup", action="store_true", help="skip the start-up and footprint measurement")
+    b.add_argument("--quick", action="store_true", help="a 2-minute look: users 1,16, rows 1, short trials")
     b.add_argument("--out", type=Path, default=None, help="report folder (default reports/<timestamp>)")
     b.add_argument("--replace", action="store_true", help="first stop any stack this checkout left running")
     s = sub.add_parser("soak", help="constant load through the gateway to both backends for minutes")
@@ -83,20 +90,28 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
             return 1
         return 0
 
-    from loadtest.runner import BenchOptions, StageFailed, bench
+    from loadtest.bench import BenchOptions, StageFailed, bench
 
     if getattr(args, "replace", False):
         stop_registered()
 
+    quick = args.quick
     opts = BenchOptions(
-        users=args.users,
-        duration_s=args.duration,
+        users=args.users or ([1, 16] if quick else [1, 4, 16, 64]),
+        rows=args.rows or ([1] if quick else [1, 64]),
+        duration_s=args.duration or (1.5 if quick else 3.0),
+        trials=args.trials or 3,
+        max_trials=args.max_trials or (3 if quick else 5),
+        stable_within=args.stable_within,
         targets=args.targets.split(","),
-        batch_size=args.batch_size,
         batching=["off", "on"] if args.batching == "both" else [args.batching],
+        driver=args.driver,
+        startup=not args.no_startup,
         slo_ms=args.slo_ms or None,
-        slo_users=args.slo_users,
-        slo_duration_s=args.slo_duration,
+        slo_start_rps=args.slo_start or (200.0 if quick else 100.0),
+        slo_refine_steps=1 if quick else 2,
+        slo_duration_s=2.0 if quick else 5.0,
+        slo_min_queries=300 if quick else 600,
     )
     out = args.out or ROOT / "reports" / stamp
     print(f"== benchmark -> {out}")
@@ -106,8 +121,11 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         print(f"error: benchmark stage failed: {exc}", file=sys.stderr)
         return 1
     print(f"== report: {out / 'report.md'} ({summary['wall_s']} s)")
-    measurements: list[dict[str, int]] = summary["measurements"]  # type: ignore[assignment]
-    failed = sum(m["failures"] for m in measurements)
+    from loadtest.report import verdict
+
+    for line in verdict(summary):
+        print(f"   {line['dimension']}: {line['text']}")
+    failed = sum(p["failures"] for p in summary["points"])
     if failed:
         print(f"!! {failed} failed requests: see the report", file=sys.stderr)
     return 0

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.runner import locust_command, locust_env, parse_stats, warm_up
+from loadtest.bench import warm_up
+from loadtest.drive.locust_run import locust_command, locust_env, parse_stats
+from loadtest.measure import latency
 from loadtest.targets import TARGETS
 from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack
@@ -65,18 +67,27 @@ def soak(
             users, seconds, prefix, [TARGETS["gateway-tf"], TARGETS["gateway-torch"]], "--csv-full-history"
         )
         proc = subprocess.run(
-            cmd, cwd=ROOT, env=locust_env(cfg, 1), capture_output=True, text=True, timeout=seconds + 120
+            cmd,
+            cwd=ROOT,
+            env=locust_env(cfg, 1, hdr_out=Path(f"{prefix}_hdr.json")),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
         )
         stop.set()
         sampler.join(timeout=10)
         if proc.returncode != 0:
             raise RuntimeError(f"locust exited {proc.returncode}: {proc.stderr[-2000:]}")
-        total = parse_stats(prefix, "gateway-tf+torch", users, "off")
+        total = parse_stats(prefix)
+        exact_file = Path(f"{prefix}_hdr.json")
+        hdrs = [v["hdr"] for v in json.loads(exact_file.read_text()).values()] if exact_file.exists() else []
+        exact = latency.summary(latency.merge(hdrs))
         drift = p99_drift(Path(f"{prefix}_stats_history.csv"))
         rss_start, rss_end = samples[0][1], samples[-1][1]
         result: dict[str, object] = {
-            "minutes": minutes, "users": users, "requests": total.requests, "errors": total.failures,
-            "error_samples": total.failure_samples, "rps": total.rps, "p50_ms": total.p50, "p99_ms": total.p99,
+            "minutes": minutes, "users": users, "requests": total["requests"], "errors": total["failures"],
+            "error_samples": total["failure_samples"], "rps": total["rps"], "p50_ms": exact.get("p50"),
+            "p99_ms": exact.get("p99"),
             **drift,
             "gateway_rss_start_mb": round(rss_start / 2**20, 1), "gateway_rss_end_mb": round(rss_end / 2**20, 1),
             "gateway_rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1),

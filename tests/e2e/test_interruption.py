@@ -30,20 +30,38 @@ def _env(cfg: StackConfig, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _start_until(cmd: list[str], env: dict[str, str], marker: str, timeout: float = 240) -> subprocess.Popen[str]:
-    """Start a command (in its own session, as a terminal would) and read its output until `marker` shows."""
+def _start_until(cmd: list[str], env: dict[str, str], marker: str, timeout: float = 180) -> subprocess.Popen[str]:
+    """Start a command (in its own session, as a terminal would) and read its output until `marker` shows; on any
+    failure the command and everything it started is killed, so a failing test leaves nothing running."""
+    import queue
+    import threading
+
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
-    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     seen: list[str] = []
     deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        seen.append(line)
-        if marker in line:
-            return proc
-        assert time.monotonic() < deadline, "".join(seen[-30:])
-    raise AssertionError(f"exited {proc.wait()} before {marker!r}:\n{''.join(seen[-30:])}")
+    try:
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line is None:
+                raise AssertionError(f"exited {proc.wait()} before {marker!r}:\n{''.join(seen[-30:])}")
+            seen.append(line)
+            if marker in line:
+                return proc
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def _nothing_left(cfg: StackConfig, marker: str, within: float = 15.0) -> None:
@@ -58,14 +76,14 @@ def _nothing_left(cfg: StackConfig, marker: str, within: float = 15.0) -> None:
     raise AssertionError(f"left behind after {within:.0f}s: {left}")
 
 
-BENCH = [sys.executable, "-m", "loadtest", "bench", "--users", "1", "--duration", "60", "--targets", "tf-direct",
-         "--slo-ms", "0"]  # fmt: skip
+BENCH = [sys.executable, "-m", "loadtest", "bench", "--users", "1", "--rows", "1", "--duration", "60", "--trials", "1",
+         "--targets", "tf-direct", "--slo-ms", "0", "--no-startup"]  # fmt: skip
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_bench_stops_its_stack(tmp_path: Path, sig: signal.Signals) -> None:
     cfg = free_ports_config()
-    bench = _start_until([*BENCH, "--out", str(tmp_path / "out")], _env(cfg, tmp_path), "== concurrency sweep")
+    bench = _start_until([*BENCH, "--out", str(tmp_path / "out")], _env(cfg, tmp_path), "== sweep:")
     bench.send_signal(sig)
     assert bench.wait(timeout=30) == 130
     _nothing_left(cfg, str(tmp_path))
@@ -82,7 +100,7 @@ def test_sighup_to_a_foreground_stack_up_stops_it(tmp_path: Path) -> None:
 def test_stack_down_finds_a_killed_benchs_stack(tmp_path: Path) -> None:
     cfg = free_ports_config()
     env = _env(cfg, tmp_path)
-    bench = _start_until([*BENCH, "--out", str(tmp_path / "out")], env, "== concurrency sweep")
+    bench = _start_until([*BENCH, "--out", str(tmp_path / "out")], env, "== sweep:")
     bench.kill()  # SIGKILL: no handler runs
     bench.wait(timeout=10)
     down = subprocess.run([sys.executable, "-m", "stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True)

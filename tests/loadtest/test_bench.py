@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from loadtest.runner import BenchOptions, bench, run_locust
+from loadtest.bench import BenchOptions, bench, run_lean
+from loadtest.drive.locust_run import run_locust
 from stack.config import StackConfig
 from stack.launcher import free_port
 from tests.conftest import serve_in_thread
@@ -21,40 +22,58 @@ pytestmark = pytest.mark.integration
 def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
     opts = BenchOptions(
         users=[1, 2],
-        duration_s=2,
+        rows=[1, 8],
+        duration_s=0.5,
+        trials=3,
+        max_trials=3,
         slo_ms=1000,
-        slo_users=2,
-        slo_duration_s=2,
+        slo_duration_s=1,
+        slo_min_queries=20,
         slo_max_steps=1,
         slo_refine_steps=0,
-        slo_start_rps=10,
+        slo_start_rps=20,
     )
     summary = bench(opts, tmp_path, stack=native_stack, log=lambda _: None)
-    ms = summary["measurements"]
+    points = summary["points"]
     targets = {"tf-direct", "torch-direct", "gateway-tf", "gateway-torch", "gateway-compare"}
-    assert {(m["target"], m["users"]) for m in ms} == {(t, u) for t in targets for u in (1, 2)}
-    for m in ms:
-        assert m["requests"] > 0 and m["failures"] == 0, m
-        assert 0 < m["p50"] <= m["p99"] <= m["max"] + 1
+    assert {(p["target"], p["users"], p["rows"]) for p in points} == {
+        (t, u, r) for t in targets for u in (1, 2) for r in (1, 8)
+    }
+    for p in points:
+        assert p["trials"] == 3 and p["requests"] > 0 and p["failures"] == 0, p
+        assert 0 < p["p50"]["min"] <= p["p50"]["median"] <= p["p50"]["max"]
+        assert p["latency"]["p50"] <= p["latency"]["p99"] <= p["latency"]["max"]
+        assert p["p50"]["median"] != round(p["p50"]["median"]), "sub-millisecond resolution"
+        assert p["cpu_us_per_request"]["generator"]["median"] > 0
+    direct = {p["target"]: p for p in points if p["users"] == 1 and p["rows"] == 1}
+    assert direct["tf-direct"]["cpu_us_per_request"]["tf"]["median"] > 0
+    assert direct["torch-direct"]["cpu_us_per_request"]["torch"]["median"] > 0
+    assert direct["gateway-tf"]["cpu_us_per_request"]["gateway"]["median"] > 0
+    assert direct["torch-direct"]["server_mean_ms"]["torch"] > 0 and direct["tf-direct"]["server_mean_ms"]["tf"] > 0
+    assert set(summary["startup"]) == {"tf", "torch"}
+    assert summary["startup"]["torch"]["start_to_first_prediction_s"] > 0
     report = (tmp_path / "report.md").read_text()
-    for target in targets:
-        assert f"### {target}" in report
     for section in (
+        "## Verdict",
         "## Environment",
+        "### Settings in force",
+        "## Start-up and footprint",
+        "## Cost per request",
+        "## Client-observed vs server-reported time",
         "## Gateway added latency",
         "## Highest rate within the latency SLO",
         "not TensorFlow Serving",
-        "| tf | off | 1 |",
-        "| torch | off | 2 |",
+        "#### gateway-compare",
+        "### 8 row(s) per request",
+        "open loop",
     ):
-        assert section in report
-    for png in ("latency_percentiles.png", "throughput.png", "latency_distribution.png"):
+        assert section in report, section
+    for png in ("latency_percentiles.png", "throughput.png", "cpu_per_request.png", "latency_distribution.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in report
-    assert json.loads((tmp_path / "summary.json").read_text())["environment"]["cpu_count"] >= 1
-    assert (tmp_path / "csv" / "off-tf-direct-u1_stats.csv").exists()
-    assert (tmp_path / "csv" / "off-gateway-compare-u2.html").exists()
-    assert len(summary["slo"]) == 2
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["environment"]["cpu_count"] >= 1 and len(saved["runs"]) == 5 * 2 * 2 * 3
+    assert len(summary["slo"]) == 2 and all(s["steps"][0]["requests"] >= 5 for s in summary["slo"])
 
 
 @pytest.fixture
@@ -76,44 +95,71 @@ def wrong_model_server():  # type: ignore[no-untyped-def]
 
 def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(wrong_model_server)})
-    m = run_locust(cfg, "tf-direct", users=2, duration_s=2, out_prefix=tmp_path / "wrong", batch_size=1, batching="off")
-    assert m.requests > 0
-    assert m.failures == m.requests
-    assert any("expected" in s for s in m.failure_samples)
+    m = run_locust(cfg, "tf-direct", users=2, duration_s=2, out_prefix=tmp_path / "wrong", rows=1)
+    assert m["requests"] > 0
+    assert m["failures"] == m["requests"]
+    assert any("expected" in s for s in m["failure_samples"])
+    lean = run_lean(cfg, "tf-direct", users=2, duration_s=1, rows=1)  # the bench's own generator checks alike
+    assert lean["requests"] > 0 and lean["failures"] == lean["requests"]
 
 
-def test_the_same_locustfile_runs_distributed(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Master + worker, as compose and k8s run it (here both on loopback)."""
+def test_the_same_locustfile_runs_distributed_with_exact_latencies_merged(native_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Master + 2 workers, as compose and k8s run it (here on loopback): the workers' HDR histograms reach the
+    master and merge, so the exact latencies count every request locust counted."""
     import subprocess
     import sys
 
-    from loadtest.runner import LOCUSTFILE, locust_env, parse_stats
+    from loadtest.drive.locust_run import LOCUSTFILE, locust_env, parse_stats
     from stack.config import ROOT
 
-    env = locust_env(native_stack.cfg, 1)
+    hdr_out = tmp_path / "dist_hdr.json"
+    env = locust_env(native_stack.cfg, 1, hdr_out=hdr_out)
     master_port = free_port()
     prefix = tmp_path / "dist"
     master = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master", "--headless", "--expect-workers", "1",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port), "-u", "2", "-r", "2", "-t", "3s",
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master", "--headless", "--expect-workers", "2",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port), "-u", "4", "-r", "4", "-t", "3s",
          "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING", "GatewayTF", "TorchServeDirect"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
-         "--master-port", str(master_port), "--loglevel", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(master_port),
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
     try:
         output, _ = master.communicate(timeout=90)
         assert master.returncode == 0, output[-2000:]
     finally:
-        for p in (master, worker):
+        for p in (master, *workers):
             if p.poll() is None:
                 p.kill()
-        worker.wait(timeout=30)
-    m = parse_stats(prefix, "distributed", 2, "off")
-    assert m.requests > 0 and m.failures == 0
+        for w in workers:
+            w.wait(timeout=30)
+    m = parse_stats(prefix)
+    assert m["requests"] > 0 and m["failures"] == 0
+    exact = json.loads(hdr_out.read_text())
+    assert set(exact) == {"gateway-tf", "torch-direct"}
+    assert sum(v["count"] for v in exact.values()) == m["requests"]
+    assert "exact latency (ms) gateway-tf" in output
 
 
 @pytest.fixture
@@ -135,9 +181,11 @@ def malformed_model_server():  # type: ignore[no-untyped-def]
 
 def test_malformed_answers_are_failures(malformed_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(malformed_model_server)})
-    m = run_locust(cfg, "tf-direct", users=1, duration_s=2, out_prefix=tmp_path / "bad", batch_size=1, batching="off")
-    assert m.requests > 0
-    assert m.failures == m.requests  # none counted as success, none lost as an exception
+    m = run_locust(cfg, "tf-direct", users=1, duration_s=2, out_prefix=tmp_path / "bad", rows=1)
+    assert m["requests"] > 0
+    assert m["failures"] == m["requests"]  # none counted as success, none lost as an exception
+    lean = run_lean(cfg, "tf-direct", users=1, duration_s=1, rows=1)
+    assert lean["requests"] > 0 and lean["failures"] == lean["requests"]
 
 
 def test_each_backend_is_checked_against_its_own_models_labels(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -161,13 +209,11 @@ def test_each_backend_is_checked_against_its_own_models_labels(tmp_path, monkeyp
     monkeypatch.setenv("LOADTEST_REFERENCE", str(reference))
     with serve_in_thread(app) as url:
         cfg = StackConfig.load({"TS_INFERENCE_PORT": url.rsplit(":", 1)[1]})
-        m = run_locust(
-            cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "n", batch_size=1, batching="off"
-        )
-        assert m.requests > 0 and m.failures == 0, m.failure_samples
+        m = run_locust(cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "n", rows=1)
+        assert m["requests"] > 0 and m["failures"] == 0, m["failure_samples"]
+        lean = run_lean(cfg, "torch-direct", users=1, duration_s=1, rows=1)
+        assert lean["requests"] > 0 and lean["failures"] == 0, lean["failure_samples"]
         del ref["expected_torch"]  # a reference with the TF model's labels only: a third of the answers "fail"
         reference.write_text(json.dumps(ref))
-        m = run_locust(
-            cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "o", batch_size=1, batching="off"
-        )
-        assert 0 < m.failures < m.requests
+        m = run_locust(cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "o", rows=1)
+        assert 0 < m["failures"] < m["requests"]

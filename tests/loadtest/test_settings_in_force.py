@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from loadtest.runner import StageFailed, batching_overrides, verify_settings
+from loadtest.bench import StageFailed, batching_overrides, verify_settings
 from stack.config import StackConfig
 from stack.launcher import NativeStack
 from tests.conftest import serve_in_thread

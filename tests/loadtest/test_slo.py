@@ -1,66 +1,68 @@
-"""The SLO search: doubling until the bound breaks, then bisection; the best achieved rate that held."""
+"""The SLO search: doubling until the bound breaks, then bisection; the best rate that held; one tail is retried."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-from loadtest.runner import BenchOptions, Measurement, slo_search
-from stack.config import StackConfig
+from loadtest.bench import BenchOptions, slo_search
 
 
 def fake_server(capacity: float, slo_ms: float):  # type: ignore[no-untyped-def]
-    """Keeps up (p99 under the bound) up to `capacity` req/s, then p99 blows up."""
+    """Keeps p99 under the bound up to `capacity` req/s, then p99 blows up (open loop: the queue grows)."""
     offered: list[float] = []
 
-    def measure(cfg, target, users, duration, prefix, batch, batching, rate_per_user):  # type: ignore[no-untyped-def]
-        rate = rate_per_user * users
+    def measure(target: str, rate: float, duration: float) -> dict[str, Any]:
         offered.append(rate)
         p99 = slo_ms / 2 if rate <= capacity else slo_ms * 3
-        return Measurement(target, users, batching, 100, 0, min(rate, capacity), 1, 1, p99, p99, 1, {}, [], rate)
+        n = int(rate * duration)
+        return {"rps": min(rate, capacity), "requests": n, "failures": 0, "latency": {"p50": 1.0, "p99": p99}}
 
     return measure, offered
 
 
-def test_doubling_then_bisection(tmp_path: Path) -> None:
-    opts = BenchOptions(
-        slo_ms=50,
-        slo_users=10,
-        slo_start_rps=100,
-        slo_growth=2,
-        slo_max_steps=8,
-        slo_refine_steps=3,
-        slo_targets=["tf-direct"],
-    )
+def _search(measure, **kw):  # type: ignore[no-untyped-def]
+    opts = BenchOptions(slo_ms=50, slo_start_rps=100, slo_growth=2, slo_targets=["tf-direct"], **kw)
+    (result,) = slo_search(None, opts, "off", lambda _: None, measure)  # type: ignore[arg-type]
+    return result
+
+
+def test_doubling_then_bisection_and_each_steps_reason() -> None:
     measure, offered = fake_server(capacity=700, slo_ms=50)
-    (result,) = slo_search(StackConfig.load(), opts, tmp_path, "off", lambda _: None, measure)
-    assert offered[:4] == [100, 200, 400, 800]  # doubling until 800 breaks
-    assert offered[4:] == [600, 700, 750, 750]  # bisection between 400 and 800; 750 broke on p99 alone: again
+    result = _search(measure, slo_max_steps=8, slo_refine_steps=3, slo_duration_s=1, slo_min_queries=600)
+    # 800 broke on p99 alone: measured again; then bisection between 400 and 800 (750 also retried)
+    assert offered == [100, 200, 400, 800, 800, 600, 700, 750, 750]
     assert result["max_rps_within_slo"] == 700
-    assert [s["held"] for s in result["steps"]] == [True, True, True, False, True, True, False, False]
-    assert result["steps"][3]["reason"] == "cannot keep up with the offered rate"
-    assert result["steps"][-1]["reason"] == "p99 over 50 ms" and result["steps"][-1]["retry"] is True
+    assert [s["reason"] for s in result["steps"]][3:5] == ["p99 over 50 ms"] * 2 and result["steps"][4]["retry"]
+    assert result["steps"][0]["requests"] == 600  # at least slo_min_queries a step: 6 s at 100 req/s
 
 
-def test_nothing_holds(tmp_path: Path) -> None:
-    opts = BenchOptions(slo_ms=50, slo_users=10, slo_start_rps=100, slo_targets=["torch-direct"])
+def test_nothing_holds() -> None:
     measure, offered = fake_server(capacity=10, slo_ms=50)
-    (result,) = slo_search(StackConfig.load(), opts, tmp_path, "on", lambda _: None, measure)
-    assert result["max_rps_within_slo"] is None and offered == [100]
+    result = _search(measure)
+    assert result["max_rps_within_slo"] is None and offered == [100, 100]
 
 
-def test_one_tail_is_not_a_verdict(tmp_path: Path) -> None:
+def test_one_tail_is_not_a_verdict() -> None:
     """A single 220 ms tail at a low rate once cut a result from 1,325 to 177 req/s: the step is measured again."""
     measure, offered = fake_server(capacity=1000, slo_ms=50)
     stalls = {200.0}
 
-    def one_stall(cfg, target, users, duration, prefix, batch, batching, rate_per_user):  # type: ignore[no-untyped-def]
-        m = measure(cfg, target, users, duration, prefix, batch, batching, rate_per_user)
-        if rate_per_user * users in stalls:
-            stalls.discard(rate_per_user * users)
-            m.p99 = 220.0
-        return m
+    def one_stall(target: str, rate: float, duration: float) -> dict[str, Any]:
+        r = measure(target, rate, duration)
+        if rate in stalls:
+            stalls.discard(rate)
+            r["latency"] = {"p50": 1.0, "p99": 220.0}
+        return r
 
-    opts = BenchOptions(slo_ms=50, slo_users=10, slo_start_rps=100, slo_refine_steps=0, slo_targets=["tf-direct"])
-    (result,) = slo_search(StackConfig.load(), opts, tmp_path, "off", lambda _: None, one_stall)
+    result = _search(one_stall, slo_refine_steps=0)
     assert offered[:4] == [100, 200, 200, 400]
     assert result["max_rps_within_slo"] == 800
+
+
+def test_failures_and_a_backlog_are_reasons_too() -> None:
+    def broken(target: str, rate: float, duration: float) -> dict[str, Any]:
+        base = {"rps": rate, "requests": 100, "latency": {"p50": 1.0, "p99": 2.0}}
+        return base | ({"failures": 3} if rate > 150 else {"failures": 0})
+
+    result = _search(broken, slo_refine_steps=0)
+    assert [s["reason"] for s in result["steps"]] == ["holds", "3 failures"]

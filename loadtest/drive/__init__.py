@@ -1,0 +1,1 @@
+"""Driving load: the lean closed-loop and open-loop client, and locust."""

@@ -1,0 +1,58 @@
+"""What ran: machine, versions, the TF side's real name, batching settings and the load generator."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+from typing import Any
+
+from stack.config import StackConfig
+from stack.launcher import TF_BINARY, tf_server_kind
+from stack.tfserving_compat import DISPLAY_NAME as COMPAT_NAME
+
+DRIVERS = {
+    "lean": "the lean client (loadtest/drive/lean.py: asyncio + uvloop, raw HTTP/1.1 keep-alive, every answer "
+    "checked), one process on the same machine as the servers",
+    "locust": "locust (FastHttpUser), one process on the same machine as the servers, exact latencies from the "
+    "locustfile's HDR hook",
+}
+
+
+def _version(pkg: str) -> str:
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(cfg: StackConfig, opts: Any, batching_on: dict[int, dict[str, str]]) -> dict[str, Any]:
+    kind = tf_server_kind()
+    return {
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tf_server": "TensorFlow Serving (tensorflow_model_server)" if kind == TF_BINARY else COMPAT_NAME,
+        "tf_server_is_real_tf_serving": kind == TF_BINARY,
+        "versions": {
+            p: _version(p)
+            for p in ("tensorflow-cpu", "torch", "torchserve", "locust", "fastapi", "uvicorn", "httpx", "aiohttp")
+        },
+        "model": {"name": cfg.model_name, "version": cfg.model_version},
+        "rows_per_request": opts.rows,
+        "batching_modes": opts.batching,
+        "batching_on_settings": {
+            rows: {
+                "rows_per_batch": int(o["TF_MAX_BATCH_SIZE"]),
+                "tf_max_batch_size": int(o["TF_MAX_BATCH_SIZE"]),
+                "tf_batch_timeout_micros": cfg.tf_batch_timeout_micros,
+                "ts_batch_size": int(o["TS_BATCH_SIZE"]),
+                "ts_max_batch_delay_ms": int(o["TS_MAX_BATCH_DELAY_MS"]),
+            }
+            for rows, o in batching_on.items()
+        },
+        "ts_workers": cfg.ts_workers,
+        "load_generator": DRIVERS.get(opts.driver, opts.driver),
+        "trials": f"{opts.trials} to {opts.max_trials} per point, {opts.duration_s:g} s each, interleaved",
+    }

@@ -1,0 +1,66 @@
+"""Start-up and footprint of each server: time from process start to the first correct prediction, idle memory of
+its process tree, and the size of its artifact on disk. Each server is started alone, so neither competes with
+the other for the CPU while it starts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest.measure.processes import rss_bytes
+from loadtest.payloads import check_predictions, payloads
+from stack.config import StackConfig
+from stack.launcher import NativeStack
+
+SERVICES = {"tf": ("tf", 0), "torch": ("torchserve", 1)}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _first_correct_prediction(url: str, deadline: float) -> None:
+    p = payloads(1)[0]
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.post(url, content=p.body, headers={"content-type": "application/json"}, timeout=2)
+            if r.status_code == 200 and check_predictions(r.json().get("predictions"), p.expected) is None:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"no correct prediction from {url}")
+
+
+def measure_startup(cfg: StackConfig, run_dir: Path, idle_s: float = 2.0, timeout: float = 180.0) -> dict[str, Any]:
+    stack = NativeStack(cfg, run_dir=run_dir)
+    (run_dir / "conf").mkdir(parents=True, exist_ok=True)
+    services = stack.services()
+    urls = {
+        "tf": f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}:predict",
+        "torch": f"{cfg.ts_inference_url}/predictions/{cfg.model_name}",
+    }
+    artifacts = {"tf": cfg.tf_version_dir, "torch": cfg.mar_path}
+    out: dict[str, Any] = {}
+    try:
+        for side, (_, index) in SERVICES.items():
+            svc = services[index]
+            started = time.monotonic()
+            proc = stack._spawn(svc, lambda _: None)
+            _first_correct_prediction(urls[side], started + timeout)
+            ready_s = time.monotonic() - started
+            time.sleep(idle_s)
+            out[side] = {
+                "server": svc.name,
+                "start_to_first_prediction_s": round(ready_s, 2),
+                "idle_rss_mb": round(rss_bytes(proc.pid) / 2**20, 1),
+                "artifact_mb": round(_dir_bytes(artifacts[side]) / 2**20, 3),
+                "artifact": str(artifacts[side].relative_to(cfg.mar_path.parent.parent)),
+            }
+            stack.stop_service(svc.name)
+    finally:
+        stack.down(log=lambda _: None)
+    return out

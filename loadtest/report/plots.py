@@ -1,0 +1,120 @@
+"""The report's plots, from summary.json's points: error bars are the min–max over trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PLOTS = ("latency_percentiles.png", "throughput.png", "cpu_per_request.png", "latency_distribution.png")
+
+
+def _series(points: list[dict[str, Any]], rows: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in points:
+        if p["rows"] == rows:
+            series.setdefault((p["target"], p["batching"]), []).append(p)
+    for ps in series.values():
+        ps.sort(key=lambda p: p["users"])
+    return series
+
+
+def _errorbar(ax: Any, xs: list[int], stats: list[dict[str, float]], **kw: Any) -> Any:
+    ys = [s["median"] for s in stats]
+    err = [
+        [y - s["min"] for y, s in zip(ys, stats, strict=True)],
+        [s["max"] - y for y, s in zip(ys, stats, strict=True)],
+    ]
+    return ax.errorbar(xs, ys, yerr=err, capsize=3, marker="o", **kw)
+
+
+def _ticks(ax: Any, users: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(users, [str(u) for u in users])
+    ax.minorticks_off()
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from loadtest.measure import latency
+
+    points = summary["points"]
+    if not points:
+        return []
+    rows_values = sorted({p["rows"] for p in points})
+    users = sorted({p["users"] for p in points})
+
+    fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
+    for ax, rows in zip(axes[0], rows_values, strict=True):
+        for (target, batching), ps in _series(points, rows).items():
+            xs = [p["users"] for p in ps]
+            line = _errorbar(ax, xs, [p["p50"] for p in ps], label=f"{target} [{batching}] p50")
+            _errorbar(
+                ax,
+                xs,
+                [p["p99"] for p in ps],
+                linestyle="--",
+                color=line[0].get_color(),
+                label=f"{target} [{batching}] p99",
+            )
+        ax.set(
+            yscale="log", xlabel="concurrent users", ylabel="latency (ms)", title=f"Latency, {rows} row(s) per request"
+        )
+        _ticks(ax, users)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[0], dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
+    for ax, rows in zip(axes[0], rows_values, strict=True):
+        for (target, batching), ps in _series(points, rows).items():
+            _errorbar(ax, [p["users"] for p in ps], [p["rps"] for p in ps], label=f"{target} [{batching}]")
+        ax.set(xlabel="concurrent users", ylabel="requests / s", title=f"Throughput, {rows} row(s) per request")
+        ax.set_ylim(bottom=0)
+        _ticks(ax, users)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[1], dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
+    for ax, rows in zip(axes[0], rows_values, strict=True):
+        for (target, batching), ps in _series(points, rows).items():
+            owner = {"tf-direct": "tf", "torch-direct": "torch"}.get(
+                target, "gateway" if target.startswith("gateway-") else None
+            )
+            if owner is None or target == "gateway-compare":
+                continue
+            stats = [p["cpu_us_per_request"].get(owner) for p in ps]
+            if all(stats):
+                label = f"{owner} process tree ({target}) [{batching}]"
+                _errorbar(ax, [p["users"] for p in ps], stats, label=label)  # type: ignore[arg-type]
+        ax.set(xlabel="concurrent users", ylabel="CPU µs per request", title=f"CPU cost per request, {rows} row(s)")
+        ax.set_ylim(bottom=0)
+        _ticks(ax, users)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[2], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    top = max(users)
+    quantiles = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99]
+    for p in points:
+        if p["users"] == top and p["rows"] == rows_values[0] and p.get("hdr"):
+            hist = latency.decode(p["hdr"])
+            ys = [hist.get_value_at_percentile(q) / 1000.0 for q in quantiles]
+            ax.plot(range(len(quantiles)), ys, marker="o", label=f"{p['target']} [{p['batching']}]")
+    ax.set_xticks(range(len(quantiles)), [f"p{q:g}" for q in quantiles])
+    ax.set(yscale="log", ylabel="latency (ms)", title=f"Latency distribution at {top} users (all trials merged, exact)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / PLOTS[3], dpi=100)
+    plt.close(fig)
+    return list(PLOTS)

@@ -1,0 +1,181 @@
+"""The report's tables, as markdown lines, from summary.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def rng(s: dict[str, float], digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}–{s['max']:.{digits}f}]"
+
+
+def throughput_latency(points: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for rows in sorted({p["rows"] for p in points}):
+        lines += [f"### {rows} row(s) per request", ""]
+        for target in dict.fromkeys(p["target"] for p in points):
+            ps = sorted(
+                (p for p in points if p["target"] == target and p["rows"] == rows),
+                key=lambda p: (p["batching"], p["users"]),
+            )
+            if not ps:
+                continue
+            lines += [
+                f"#### {target}",
+                "",
+                "| batching | users | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | trials | errors | notes |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            ]
+            for p in ps:
+                lat = p["latency"]
+                notes = "; ".join(p["warnings"])
+                lines.append(
+                    f"| {p['batching']} | {p['users']} | {rng(p['rps'], 1)} | {rng(p['p50'])} | {lat['p90']:.2f} | "
+                    f"{rng(p['p99'])} | {lat['p99_9']:.2f} | {lat['max']:.2f} | {p['trials']} | {p['failures']} | "
+                    f"{notes} |"
+                )
+            lines.append("")
+    return lines
+
+
+def cost(points: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "CPU time of each process tree over the run divided by the requests served (median [min–max] over trials);",
+        "`per CPU-s` is requests per CPU-second of the serving side. The generator's own cost is shown too.",
+        "",
+        "| target | batching | rows | users | server CPU µs/req | per CPU-s | gateway CPU µs/req "
+        "| generator CPU µs/req | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for p in sorted(points, key=lambda p: (p["rows"], p["batching"], p["target"], p["users"])):
+        cpu = p["cpu_us_per_request"]
+        backends = {
+            "tf-direct": ["tf"],
+            "torch-direct": ["torch"],
+            "gateway-tf": ["tf"],
+            "gateway-torch": ["torch"],
+        }.get(p["target"], ["tf", "torch"])
+        server = sum(cpu[b]["median"] for b in backends if b in cpu)
+        gateway = rng(cpu["gateway"], 0) if p["target"].startswith("gateway-") and "gateway" in cpu else "–"
+        generator = rng(cpu["generator"], 0) if "generator" in cpu else "–"
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in p["peak_rss_mb"].items())
+        lines.append(
+            f"| {p['target']} | {p['batching']} | {p['rows']} | {p['users']} | {server:.0f} | "
+            f"{1e6 / server if server else 0:.0f} | {gateway} | {generator} | {rss} |"
+        )
+    return [*lines, ""]
+
+
+def server_side(points: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "Mean time per request as the client saw it and as each server's own metrics report it (TorchServe: its",
+        "frontend's inference latency, queue included; TF side: its request latency). The difference is HTTP, JSON and",
+        "the client's side of the connection.",
+        "",
+        "| target | batching | rows | users | client mean ms | server mean ms | client − server ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in sorted(points, key=lambda p: (p["rows"], p["batching"], p["target"], p["users"])):
+        if p["target"] not in ("tf-direct", "torch-direct"):
+            continue
+        server = p["server_mean_ms"].get(p["target"].split("-")[0])
+        client = p["latency"]["mean"]
+        if server is None or client is None:
+            continue
+        lines.append(
+            f"| {p['target']} | {p['batching']} | {p['rows']} | {p['users']} | {client:.3f} | {server:.3f} | "
+            f"{client - server:.3f} |"
+        )
+    return [*lines, ""]
+
+
+def gateway_overhead(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    index = {(p["target"], p["users"], p["batching"], p["rows"]): p for p in points}
+    rows = []
+    for (target, users, batching, n_rows), via in sorted(index.items()):
+        if target not in ("gateway-tf", "gateway-torch"):
+            continue
+        direct = index.get((target.replace("gateway-", "") + "-direct", users, batching, n_rows))
+        if direct is None:
+            continue
+        rows.append(
+            {
+                "backend": target.replace("gateway-", ""),
+                "users": users,
+                "batching": batching,
+                "rows": n_rows,
+                "added_p50_ms": round(via["p50"]["median"] - direct["p50"]["median"], 2),
+                "added_p99_ms": round(via["p99"]["median"] - direct["p99"]["median"], 2),
+                "throughput_ratio": round(via["rps"]["median"] / direct["rps"]["median"], 3)
+                if direct["rps"]["median"]
+                else None,
+                "gateway_cpu_us": via["cpu_us_per_request"].get("gateway", {}).get("median"),
+            }
+        )
+    return rows
+
+
+def overhead_table(points: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "Gateway route minus the same backend called directly (medians over trials), same concurrency and batching.",
+        "",
+        "| backend | batching | rows | users | added p50 ms | added p99 ms | throughput vs direct "
+        "| gateway CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in gateway_overhead(points):
+        lines.append(
+            f"| {r['backend']} | {r['batching']} | {r['rows']} | {r['users']} | {r['added_p50_ms']} | "
+            f"{r['added_p99_ms']} | "
+            f"{r['throughput_ratio']} | {r['gateway_cpu_us']} |"
+        )
+    return [*lines, ""]
+
+
+def slo(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "Arrivals on a Poisson schedule at the offered rate (open loop, MLPerf LoadGen's Server scenario);",
+        "latency from the scheduled send time, so a stall is not hidden. At least "
+        f"{summary['options']['slo_min_queries']} queries a step;",
+        "the rate doubles until p99 breaks the bound (or errors appear), then bisects. A step broken by p99 alone is",
+        "measured again (*retry*) so that a single tail is not a verdict.",
+        "",
+        "| target | batching | p99 bound ms | max req/s that held | steps |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for s in summary["slo"]:
+        best = f"{s['max_rps_within_slo']:.0f}" if s["max_rps_within_slo"] else "none (the first step broke it)"
+        lines.append(f"| {s['target']} | {s['batching']} | {s['slo_p99_ms']:g} | {best} | {len(s['steps'])} |")
+    lines += [
+        "",
+        "| target | batching | offered req/s | achieved req/s | p50 ms | p99 ms | queries | failures | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in summary["slo"]:
+        for st in s["steps"]:
+            verdict = st["reason"] + (" (retry)" if st.get("retry") else "")
+            lines.append(
+                f"| {s['target']} | {s['batching']} | {st['offered_rps']} | {st['achieved_rps']:.1f} | "
+                f"{st['p50_ms']} | "
+                f"{st['p99_ms']} | {st['requests']} | {st['failures']} | {verdict} |"
+            )
+    return [*lines, ""]
+
+
+def startup(summary: dict[str, Any]) -> list[str]:
+    start = summary.get("startup") or {}
+    if not start:
+        return []
+    lines = [
+        "Each server started alone; time from process start to its first correct prediction, memory of its whole",
+        "process tree 2 s later, size of its artifact.",
+        "",
+        "| side | server | start → first prediction s | idle RSS MB | artifact | artifact MB |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for side, r in start.items():
+        lines.append(
+            f"| {side} | {r['server']} | {r['start_to_first_prediction_s']} | {r['idle_rss_mb']} | {r['artifact']} | "
+            f"{r['artifact_mb']} |"
+        )
+    return [*lines, ""]

@@ -1,0 +1,112 @@
+"""The verdict: per dimension, which side is ahead and by how much, only where the spreads don't overlap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SIDES = {"tf": "TF side", "torch": "TorchServe"}
+
+
+def compare(a: dict[str, float], b: dict[str, float], lower_is_better: bool, margin: float = 0.0) -> str | None:
+    """'a' or 'b' when its whole range is better than the other's (and by more than `margin` of the median, for
+    single measurements with no range); None: no clear difference."""
+    if lower_is_better:
+        if a["max"] < b["min"] and b["median"] > a["median"] * (1 + margin):
+            return "a"
+        if b["max"] < a["min"] and a["median"] > b["median"] * (1 + margin):
+            return "b"
+    else:
+        if a["min"] > b["max"] and a["median"] > b["median"] * (1 + margin):
+            return "a"
+        if b["min"] > a["max"] and b["median"] > a["median"] * (1 + margin):
+            return "b"
+    return None
+
+
+def _fmt(s: dict[str, float], unit: str) -> str:
+    if s["min"] == s["max"]:
+        return f"{s['median']:g} {unit}"
+    return f"{s['median']:g} {unit} [{s['min']:g}–{s['max']:g}]"
+
+
+def _single(value: float) -> dict[str, float]:
+    return {"median": value, "min": value, "max": value}
+
+
+def _line(
+    dimension: str, tf: dict[str, float], torch: dict[str, float], unit: str, lower: bool, margin: float = 0.0
+) -> dict[str, Any]:
+    winner = compare(tf, torch, lower, margin)
+    shown = f"TF side {_fmt(tf, unit)}, TorchServe {_fmt(torch, unit)}"
+    if winner is None:
+        return {"dimension": dimension, "ahead": None, "text": f"no clear difference ({shown})"}
+    ahead, behind = (tf, torch) if winner == "a" else (torch, tf)
+    ratio = (behind["median"] / ahead["median"]) if lower else (ahead["median"] / behind["median"])
+    side = "tf" if winner == "a" else "torch"
+    return {
+        "dimension": dimension,
+        "ahead": side,
+        "ratio": round(ratio, 2),
+        "text": f"{SIDES[side]} ahead, {ratio:.2f}× ({shown})",
+    }
+
+
+def verdict(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    points = [p for p in summary["points"] if p["batching"] == "off" and p["rows"] == min(summary["options"]["rows"])]
+    direct = {side: [p for p in points if p["target"] == f"{side}-direct"] for side in SIDES}
+    out: list[dict[str, Any]] = []
+    if not all(direct.values()):
+        return out
+    low = min(p["users"] for p in direct["tf"])
+    at = {side: next(p for p in direct[side] if p["users"] == low) for side in SIDES}
+    out.append(
+        _line(
+            f"latency at low load (p50, {low} user{'s' if low > 1 else ''})",
+            at["tf"]["p50"],
+            at["torch"]["p50"],
+            "ms",
+            True,
+        )
+    )
+    best = {side: max(direct[side], key=lambda p: p["rps"]["median"]) for side in SIDES}
+    out.append(_line("max throughput (best concurrency)", best["tf"]["rps"], best["torch"]["rps"], "req/s", False))
+    slo = {s["target"].split("-")[0]: s["max_rps_within_slo"] for s in summary.get("slo", []) if s["batching"] == "off"}
+    if slo.get("tf") and slo.get("torch"):
+        bound = summary["options"]["slo_ms"]
+        out.append(
+            _line(
+                f"rate within the SLO (p99 ≤ {bound:g} ms, open loop)",
+                _single(slo["tf"]),
+                _single(slo["torch"]),
+                "req/s",
+                False,
+                0.10,
+            )
+        )
+    mid = {side: max((p for p in direct[side] if p["users"] <= 16), key=lambda p: p["users"]) for side in SIDES}
+    cpu = {side: mid[side]["cpu_us_per_request"].get(side) for side in SIDES}
+    if all(cpu.values()):
+        out.append(_line(f"server CPU per request ({mid['tf']['users']} users)", cpu["tf"], cpu["torch"], "µs", True))  # type: ignore[arg-type]
+    start = summary.get("startup") or {}
+    if "tf" in start and "torch" in start:
+        out.append(
+            _line(
+                "memory at idle (process tree RSS)",
+                _single(start["tf"]["idle_rss_mb"]),
+                _single(start["torch"]["idle_rss_mb"]),
+                "MB",
+                True,
+                0.20,
+            )
+        )
+        out.append(
+            _line(
+                "start-up (process start to first correct prediction)",
+                _single(start["tf"]["start_to_first_prediction_s"]),
+                _single(start["torch"]["start_to_first_prediction_s"]),
+                "s",
+                True,
+                0.20,
+            )
+        )
+    return out
