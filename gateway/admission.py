@@ -27,7 +27,10 @@ class Admission:
     async def slot(self, backend: str) -> AsyncIterator[None]:
         slots = self._slots[backend]
         try:
-            await asyncio.wait_for(slots.acquire(), self.wait_s)
+            if slots.locked():  # only a request that must wait pays for the timer
+                await asyncio.wait_for(slots.acquire(), self.wait_s)
+            else:
+                await slots.acquire()
         except TimeoutError:
             self._metrics.shed.labels(backend).inc()
             raise GatewayOverloaded(

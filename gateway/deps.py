@@ -9,14 +9,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.admission import Admission
 from gateway.backends.base import Backend
 from gateway.metrics import GatewayMetrics
-from gateway.settings import Settings
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 async def get_backends(request: Request) -> dict[str, Backend]:
@@ -27,11 +21,5 @@ async def get_metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
-async def get_admission(request: Request) -> Admission:
-    return request.app.state.admission
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[dict[str, Backend], Depends(get_backends)]
 MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]
-AdmissionDep = Annotated[Admission, Depends(get_admission)]

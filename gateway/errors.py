@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,8 +68,19 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, **extra}
 
 
-def _format_validation(exc: RequestValidationError) -> tuple[int, str]:
-    errors = exc.errors()
+class UnprocessableRequest(GatewayError):
+    """422: well-formed JSON that is not a valid prediction request (width, ragged rows, non-numbers, bounds...)."""
+
+    status_code = 422
+
+
+def invalid_request(errors: Sequence[Any]) -> GatewayError:
+    """pydantic's validation errors as the gateway's 400 (not JSON) or 422 (not a valid request), one message."""
+    status, message = _format_validation(errors)
+    return BadInput(message) if status == 400 else UnprocessableRequest(message)
+
+
+def _format_validation(errors: Sequence[Any]) -> tuple[int, str]:
     if any(e.get("type") == "json_invalid" for e in errors):
         first = next(e for e in errors if e.get("type") == "json_invalid")
         ctx = first.get("ctx") or {}
@@ -89,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        status, message = _format_validation(exc)
+        status, message = _format_validation(exc.errors())
         return JSONResponse(error_body(message), status_code=status)
 
     @app.exception_handler(StarletteHTTPException)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -13,8 +14,10 @@ from gateway.backends import tfserving, torchserve
 from gateway.backends.base import Backend
 from gateway.body_limits import BodyLimitMiddleware
 from gateway.errors import install_error_handlers
+from gateway.fastpath import PredictFastPath
 from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.routes import compare, health, metrics, predict
+from gateway.schemas import PredictRequest
 from gateway.settings import Settings
 
 
@@ -60,8 +63,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ["tf", "torch"], settings.concurrency_limit, settings.admission_wait_s, gateway_metrics
     )
     install_error_handlers(app)
+    app.add_middleware(PredictFastPath)  # innermost of the three: limits and metrics apply to it
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=gateway_metrics)
     for router in (predict.router, compare.router, health.router, metrics.router):
         app.include_router(router)
+    _document_request_schema(app)
     return app
+
+
+def _document_request_schema(app: FastAPI) -> None:
+    """The predict routes read the raw body (validated against PredictRequest from bytes), so FastAPI does not see
+    the model as a body parameter: put it into the OpenAPI components the routes' requestBody refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            spec.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = (
+                PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

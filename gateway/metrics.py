@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +43,26 @@ class GatewayMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    def observe_request(self, route: str, backend: str, status: str, seconds: float) -> None:
+        """Label lookups are cached: prometheus_client's labels() costs more than the observation itself."""
+        key = ("r", route, backend, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, backend, status),
+                self.latency.labels(route, backend, status),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def upstream_observe(self, backend: str, outcome: str, seconds: float) -> None:
+        key = ("u", backend, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.upstream.labels(backend, outcome),)
+        children[0].observe(seconds)
 
 
 KNOWN_ROUTES = {"/predict", "/predict/tf", "/predict/torch", "/compare", "/healthz", "/readyz", "/metrics"}
@@ -73,6 +94,4 @@ class MetricsMiddleware:
             path = scope["path"]
             route = path if path in KNOWN_ROUTES else "other"
             backend = scope.get("state", {}).get("backend", "none")
-            labels = (route, backend, str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+            self.metrics.observe_request(route, backend, str(status), time.perf_counter() - start)

@@ -92,6 +92,16 @@ class PredictRequest(BaseModel):
     instances: Annotated[list[Row], Field(min_length=1)]
 
 
+# The handlers read the raw body (validated against PredictRequest from bytes, gateway/service.py), so the request
+# schema is documented here rather than derived from a body parameter.
+REQUEST_BODY_DOC: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+    }
+}
+
+
 class PredictResponse(BaseModel):
     backend: Backend
     model_name: str

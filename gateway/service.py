@@ -1,36 +1,102 @@
-"""The core of a prediction: batch checks, one upstream call with metrics, normalised answer."""
+"""The core of a prediction: the body validated once, one upstream call with admission and metrics, the answer
+built as bytes.
+
+The request body is validated by pydantic-core straight from the bytes (the same `PredictRequest` model the docs
+show, the same 400/413/422 messages), then forwarded upstream as it came: it already is TF Serving's row format and
+what the TorchServe handler reads. The answer is serialised once with orjson. No stdlib json, no second
+validation of the response model on the way out.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+from fastapi import Response
+from pydantic import ValidationError
+
 from gateway.admission import Admission
 from gateway.backends.base import Backend
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.errors import BackendTimeout, BackendUnavailable, GatewayError, PayloadTooLarge, invalid_request
 from gateway.metrics import GatewayMetrics
-from gateway.schemas import PredictResponse
+from gateway.routing import choose_backend, other
+from gateway.schemas import PredictRequest
 from gateway.settings import Settings
 
+JSON_MEDIA = "application/json"
 
-def check_batch(instances: list[list[float]], settings: Settings) -> None:
-    if len(instances) > settings.max_batch:
-        raise PayloadTooLarge(f"batch of {len(instances)} instances exceeds the limit of {settings.max_batch}")
+
+def valid_rows(body: bytes, settings: Settings) -> int:
+    """The row count of a body known to be a valid prediction request (else 400/413/422)."""
+    try:
+        rows = len(PredictRequest.model_validate_json(body).instances)
+    except ValidationError as exc:
+        raise invalid_request(exc.errors()) from None
+    if rows > settings.max_batch:
+        raise PayloadTooLarge(f"batch of {rows} instances exceeds the limit of {settings.max_batch}")
+    return rows
 
 
 async def predict_with(
-    backend: Backend, instances: list[list[float]], metrics: GatewayMetrics, admission: Admission
-) -> PredictResponse:
+    backend: Backend, body: bytes, rows: int, metrics: GatewayMetrics, admission: Admission
+) -> dict[str, Any]:
     try:
         async with admission.slot(backend.name):
-            result = await backend.predict(instances)
+            result = await backend.predict(body, rows)
     except GatewayError as exc:
-        metrics.upstream.labels(backend.name, type(exc).__name__).observe(0)
+        metrics.upstream_observe(backend.name, type(exc).__name__, 0.0)
         raise
-    metrics.upstream.labels(backend.name, "ok").observe(result.upstream_ms / 1000.0)
-    labels = [max(range(len(p)), key=p.__getitem__) for p in result.predictions]
-    return PredictResponse(
-        backend=backend.name,  # type: ignore[arg-type]
-        model_name=backend.model_name,
-        model_version=result.model_version,
-        predictions=result.predictions,
-        labels=labels,
-        upstream_ms=round(result.upstream_ms, 3),
+    metrics.upstream_observe(backend.name, "ok", result.upstream_ms / 1000.0)
+    return {
+        "backend": backend.name,
+        "model_name": backend.model_name,
+        "model_version": result.model_version,
+        "predictions": result.predictions,
+        "labels": [p.index(max(p)) for p in result.predictions],  # the first of equal maxima, as argmax
+        "upstream_ms": round(result.upstream_ms, 3),
+    }
+
+
+# ---- the three prediction routes, shared by the ASGI fast path (gateway/fastpath.py) and the FastAPI routes -------
+def _label(scope: MutableMapping[str, Any], backend: str) -> None:
+    scope.setdefault("state", {})["backend"] = backend  # read by MetricsMiddleware
+
+
+async def predict_on(state: Any, scope: MutableMapping[str, Any], body: bytes, backend: str) -> dict[str, Any]:
+    rows = valid_rows(body, state.settings)
+    _label(scope, backend)
+    return await predict_with(state.backends[backend], body, rows, state.metrics, state.admission)
+
+
+async def predict_routed(
+    state: Any, scope: MutableMapping[str, Any], body: bytes, x_backend: str | None
+) -> dict[str, Any]:
+    rows = valid_rows(body, state.settings)
+    name = choose_backend(state.settings, x_backend)
+    _label(scope, name)
+    try:
+        return await predict_with(state.backends[name], body, rows, state.metrics, state.admission)
+    except (BackendUnavailable, BackendTimeout):
+        if not state.settings.failover or x_backend:
+            raise
+        fallback = other(name)
+        _label(scope, fallback)
+        return await predict_with(state.backends[fallback], body, rows, state.metrics, state.admission)
+
+
+async def compare(state: Any, scope: MutableMapping[str, Any], body: bytes) -> dict[str, Any]:
+    rows = valid_rows(body, state.settings)
+    tf, torch = await asyncio.gather(
+        predict_with(state.backends["tf"], body, rows, state.metrics, state.admission),
+        predict_with(state.backends["torch"], body, rows, state.metrics, state.admission),
     )
+    # Both answers were checked to have the same shape (rows x n_classes) before they got here.
+    pairs = zip(tf["predictions"], torch["predictions"], strict=True)
+    diff = max((abs(a - b) for pa, pb in pairs for a, b in zip(pa, pb, strict=True)), default=0.0)
+    return {"tf": tf, "torch": torch, "max_abs_diff": diff, "labels_agree": tf["labels"] == torch["labels"]}
+
+
+def json_response(content: Any) -> Response:
+    return Response(orjson.dumps(content), media_type=JSON_MEDIA)

@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     torch_weight: float = Field(0.0, ge=0)
     failover: bool = False
 
-    # The upstream transport under the pooled httpx.AsyncClient: "aiohttp" (httpx-aiohttp) measured about 1.5 ms
-    # faster per call than httpx's own "httpcore" under uvloop on loopback (README, "Gateway overhead").
-    upstream_transport: Literal["aiohttp", "httpcore"] = "aiohttp"
+    # The pooled upstream client (gateway/upstream.py): "raw" (default: HTTP/1.1 keep-alive on asyncio streams, the
+    # cheapest per call), "aiohttp", or "httpcore" (httpx on its own transport, what the unit tests fake with respx).
+    upstream_transport: Literal["raw", "aiohttp", "httpcore"] = "raw"
     connect_timeout_s: float = Field(1.0, gt=0)
     request_timeout_s: float = Field(5.0, gt=0)
     readiness_timeout_s: float = Field(1.0, gt=0)

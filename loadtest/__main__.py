@@ -37,9 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound of the open-loop SLO search; 0 skips it")
     b.add_argument("--slo-start", type=float, default=None, help="first offered rate, req/s (default 100)")
     b.add_argument("--no-startup", action="store_true", help="skip the start-up and footprint measurement")
+    b.add_argument("--no-overhead", action="store_true", help="skip the gateway-vs-passthrough hop measurement")
     b.add_argument("--quick", action="store_true", help="a 2-minute look: users 1,16, rows 1, short trials")
     b.add_argument("--out", type=Path, default=None, help="report folder (default reports/<timestamp>)")
     b.add_argument("--replace", action="store_true", help="first stop any stack this checkout left running")
+    o = sub.add_parser(
+        "overhead",
+        help="the gateway's added latency and CPU vs calling the backend directly and vs a bare passthrough",
+    )
+    o.add_argument("--rows", type=_ints, default=[1, 64], help="rows per request (default 1,64)")
+    o.add_argument("--trials", type=int, default=5, help="interleaved rounds (default 5)")
+    o.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
+    o.add_argument("--out", type=Path, default=None)
     s = sub.add_parser("soak", help="constant load through the gateway to both backends for minutes")
     s.add_argument("--minutes", type=float, default=3.0)
     s.add_argument("--users", type=int, default=8)
@@ -90,6 +99,9 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
             return 1
         return 0
 
+    if args.command == "overhead":
+        return _overhead(args, stamp)
+
     from loadtest.bench import BenchOptions, StageFailed, bench
 
     if getattr(args, "replace", False):
@@ -107,6 +119,7 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         batching=["off", "on"] if args.batching == "both" else [args.batching],
         driver=args.driver,
         startup=not args.no_startup,
+        overhead=not args.no_overhead,
         slo_ms=args.slo_ms or None,
         slo_start_rps=args.slo_start or (200.0 if quick else 100.0),
         slo_refine_steps=1 if quick else 2,
@@ -128,6 +141,30 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     failed = sum(p["failures"] for p in summary["points"])
     if failed:
         print(f"!! {failed} failed requests: see the report", file=sys.stderr)
+    return 0
+
+
+def _overhead(args: argparse.Namespace, stamp: str) -> int:
+    import json
+
+    from loadtest.overhead import measure_overhead
+    from loadtest.report.tables import hop_table
+    from stack.config import StackConfig
+    from stack.launcher import NativeStack
+
+    out = args.out or ROOT / "reports" / f"overhead-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    stack = NativeStack(StackConfig.load({"TF_BATCHING": "false", "TS_BATCH_SIZE": "1"}), run_dir=out / "stack")
+    print("== starting the native stack (batching off)")
+    stack.up(log=lambda line: print("   " + line))
+    try:
+        result = measure_overhead(stack, args.rows, args.trials, args.duration, print)
+    finally:
+        stack.down(log=lambda line: print("   " + line))
+    (out / "overhead.json").write_text(json.dumps(result, indent=1))
+    lines = hop_table(result)
+    (out / "overhead.md").write_text("# Gateway overhead\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 

@@ -57,6 +57,8 @@ class BenchOptions:
     batching: list[str] = field(default_factory=lambda: ["off"])
     driver: str = "lean"
     startup: bool = True
+    overhead: bool = True
+    overhead_trials: int = 3
     slo_ms: float | None = 50.0
     slo_targets: list[str] = field(default_factory=lambda: ["tf-direct", "torch-direct"])
     slo_start_rps: float = 100.0
@@ -82,31 +84,20 @@ def run_lean(
 ) -> dict[str, Any]:
     """The lean driver in its own process (its CPU is its own, and it reports it)."""
     base, path = target_url(cfg, target)
+    return run_lean_at(base, path, check_kind(target), users, duration_s, rows, rate)
+
+
+def run_lean_at(
+    base: str, path: str, kind: str, users: int, duration_s: float, rows: int, rate: float = 0.0
+) -> dict[str, Any]:
+    args = {"--url": base, "--path": path, "--kind": kind, "--users": users, "--rate": rate,
+            "--duration": duration_s, "--rows": rows}  # fmt: skip
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [
-            sys.executable,
-            "-m",
-            "loadtest.drive.lean",
-            "--url",
-            base,
-            "--path",
-            path,
-            "--kind",
-            check_kind(target),
-            "--users",
-            str(users),
-            "--rate",
-            str(rate),
-            "--duration",
-            str(duration_s),
-            "--rows",
-            str(rows),
-            "--out",
-            out.name,
-        ]
+        cmd = [sys.executable, "-m", "loadtest.drive.lean", "--out", out.name]
+        cmd += [str(x) for kv in args.items() for x in kv]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
         if proc.returncode != 0:
-            raise StageFailed(f"load generator for {target} exited {proc.returncode}: {proc.stderr[-2000:]}")
+            raise StageFailed(f"load generator for {base}{path} exited {proc.returncode}: {proc.stderr[-2000:]}")
         return dict(json.loads(Path(out.name).read_text()))
 
 
@@ -485,6 +476,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
     runs: list[dict[str, Any]] = []
     slo: list[dict[str, Any]] = []
     in_force: dict[str, Any] = {}
+    overhead: dict[str, Any] = {}
     startup = _startup(base, out, log) if opts.startup else {}
     for mode, rows_list in stack_plan(opts):
         with stack_for(mode, rows_list[0], base, stack, out, log) as running:
@@ -499,6 +491,11 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
                     f"{opts.trials}+ trials x {opts.duration_s:g}s"
                 )
                 runs += sweep(running, opts, rows, mode, out, log)
+            if opts.overhead and mode == "off" and {"gateway-tf", "gateway-torch"} <= set(opts.targets):
+                from loadtest.overhead import measure_overhead
+
+                log("== the gateway as a hop: direct vs gateway vs a bare passthrough, 1 user")
+                overhead = measure_overhead(running, rows_list, opts.overhead_trials, opts.duration_s, log)
             if opts.slo_ms and 1 in rows_list:
                 log(f"== SLO search: p99 <= {opts.slo_ms:g} ms, open-loop Poisson arrivals")
                 slo += slo_search(running, opts, mode, log)
@@ -510,6 +507,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
         "points": aggregate(runs, opts.stable_within),
         "runs": [{k: v for k, v in r.items() if k != "hdr"} for r in runs],
         "slo": slo,
+        "overhead": overhead,
         "wall_s": round(time.time() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-import httpx
+import orjson
+from pydantic import AllowInfNan, BaseModel, Strict, TypeAdapter, ValidationError
 
-from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
+from gateway.errors import BackendUnavailable, UpstreamError
+from gateway.upstream import UpstreamClient
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class Backend(Protocol):
     model_name: str
     version: str  # the model version last known to serve; kept fresh by refresh_version() in the background
 
-    async def predict(self, instances: list[list[float]]) -> Prediction: ...
+    async def predict(self, body: bytes, rows: int) -> Prediction:
+        """`body`: a validated `{"instances": [...]}` request, forwarded as it came; `rows`: how many instances."""
+        ...
 
     async def refresh_version(self) -> None: ...
 
@@ -37,65 +39,19 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def new_client(base_url: str, settings: Any, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    """One pooled client per backend, created once in the app's lifespan."""
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_keepalive_connections,
-    )
-    transport: httpx.AsyncBaseTransport | None = None
-    if settings.upstream_transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        transport = AiohttpTransport(limits=limits, trust_env=False)
-    return httpx.AsyncClient(
-        base_url=base_url,
-        headers=headers,
-        timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
-        limits=limits,
-        transport=transport,
-        trust_env=False,
-    )
-
-
-@contextlib.contextmanager
-def upstream_errors(backend: str) -> Iterator[None]:
-    """Connection failures -> 503, timeouts -> 504, anything else from the transport -> 502."""
+def upstream_message(body: bytes, status: int) -> str:
     try:
-        yield
-    except httpx.TimeoutException as exc:
-        if _not_a_timeout(exc):
-            raise BackendUnavailable(f"backend '{backend}' is unreachable: {exc.__cause__}", backend=backend) from exc
-        kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-        raise BackendTimeout(f"backend '{backend}' timed out ({kind})", backend=backend) from exc
-    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise BackendUnavailable(
-            f"backend '{backend}' is unreachable: {exc or type(exc).__name__}", backend=backend
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamError(f"backend '{backend}' failed: {exc}", backend=backend) from exc
-
-
-def _not_a_timeout(exc: httpx.TimeoutException) -> bool:
-    """httpx-aiohttp reports every aiohttp connection error, a refused connection too, as ConnectTimeout;
-    the aiohttp error it chains says what really happened."""
-    cause = exc.__cause__
-    if cause is None or type(cause).__module__.split(".")[0] != "aiohttp":
-        return False
-    return not isinstance(cause, TimeoutError)
-
-
-def upstream_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            return str(body.get("error") or body.get("message") or body)
-    except ValueError:
+        doc = orjson.loads(body)
+        if isinstance(doc, dict):
+            return str(doc.get("error") or doc.get("message") or doc)
+    except orjson.JSONDecodeError:
         pass
-    return response.text[:500] or response.reason_phrase
+    return body[:500].decode(errors="replace") or f"HTTP {status}"
 
 
-def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int) -> list[list[float]]:
+def check_predictions(
+    backend: str, predictions: Any, rows: int, n_classes: int, values_checked: bool = False
+) -> list[list[float]]:
     """A backend's answer must be `rows` rows of `n_classes` finite numbers (booleans are not numbers); anything
     else is a bad gateway (502), never a success and never an internal error further down."""
     if not isinstance(predictions, list) or len(predictions) != rows:
@@ -110,7 +66,7 @@ def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int)
                 f"backend '{backend}' returned malformed predictions: row {i} has {got} values, expected {n_classes}",
                 backend=backend,
             )
-        if not all(type(v) in (int, float) and math.isfinite(v) for v in p):
+        if not values_checked and not all(type(v) in (int, float) and math.isfinite(v) for v in p):
             raise UpstreamError(
                 f"backend '{backend}' returned malformed predictions: row {i} holds a value that is not a number",
                 backend=backend,
@@ -119,26 +75,60 @@ def check_predictions(backend: str, predictions: Any, rows: int, n_classes: int)
 
 
 async def post_instances(
-    client: httpx.AsyncClient, backend: str, path: str, instances: list[list[float]], n_classes: int
+    client: UpstreamClient, backend: str, path: str, body: bytes, rows: int, n_classes: int
 ) -> tuple[list[list[float]], float]:
-    """POST `{"instances": ...}` and return (predictions, upstream ms); every way it can go wrong is mapped:
-    unreachable or 503 -> 503, timeout -> 504, other status or a body that is not predictions -> 502."""
+    """POST an already-valid `{"instances": ...}` body as it came and return (predictions, upstream ms); every way
+    it can go wrong is mapped: unreachable or 503 -> 503, timeout -> 504, other status or a body that is not
+    predictions -> 502."""
     watch = Stopwatch()
-    with upstream_errors(backend):
-        response = await client.post(path, json={"instances": instances})
+    status, answer = await client.post(path, body)
     elapsed = watch.ms
-    if response.status_code == 503:
-        raise BackendUnavailable(f"backend '{backend}' is unavailable: {upstream_message(response)}", backend=backend)
-    if response.status_code != 200:
-        raise UpstreamError(
-            f"backend '{backend}' answered {response.status_code}: {upstream_message(response)}", backend=backend
+    if status == 503:
+        raise BackendUnavailable(
+            f"backend '{backend}' is unavailable: {upstream_message(answer, status)}", backend=backend
         )
+    if status != 200:
+        raise UpstreamError(
+            f"backend '{backend}' answered {status}: {upstream_message(answer, status)}", backend=backend
+        )
+    checked = True
+    try:  # the common case, validated in pydantic-core straight from the bytes: finite numbers, no booleans
+        predictions: Any = _ANSWER.validate_json(answer).predictions
+    except ValidationError:  # anything else takes the slow path below, which says what is wrong
+        checked = False
+        try:
+            doc = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            doc = _lenient_json(answer, backend)  # TF Serving writes NaN/Infinity tokens, which strict JSON refuses
+        predictions = doc.get("predictions") if isinstance(doc, dict) else None
+    return check_predictions(backend, predictions, rows, n_classes, values_checked=checked), elapsed
+
+
+class _Answer(BaseModel):
+    predictions: list[list[Annotated[float, Strict(), AllowInfNan(False)]]]
+
+
+_ANSWER = TypeAdapter(_Answer)
+
+
+def _lenient_json(answer: bytes, backend: str) -> Any:
+    import json
+
     try:
-        body = response.json()
+        return json.loads(answer)
     except ValueError as exc:
         raise UpstreamError(f"backend '{backend}' answered with invalid JSON", backend=backend) from exc
-    predictions = body.get("predictions") if isinstance(body, dict) else None
-    return check_predictions(backend, predictions, len(instances), n_classes), elapsed
+
+
+async def get_json(client: UpstreamClient, backend: str, path: str, timeout: float) -> Any:
+    """A management/status call: the JSON answer of a 200, else UpstreamError (transport errors as mapped)."""
+    status, body = await client.get(path, timeout)
+    if status != 200:
+        raise UpstreamError(f"{path} answered {status}: {upstream_message(body, status)}", backend=backend)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"{path} answered with invalid JSON", backend=backend) from exc
 
 
 class Stopwatch:

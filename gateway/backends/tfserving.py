@@ -5,19 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import httpx
+import orjson
 
-from gateway.backends.base import (
-    Prediction,
-    Stopwatch,
-    check_predictions,
-    new_client,
-    post_instances,
-    upstream_errors,
-    upstream_message,
-)
+from gateway.backends.base import Prediction, Stopwatch, check_predictions, get_json, post_instances
 from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
 from gateway.settings import Settings
+from gateway.upstream import new_upstream
 
 
 def _available_versions(status: dict[str, Any]) -> list[str]:
@@ -32,7 +25,7 @@ class TFServingRestBackend:
         self.model_name = settings.model_name
         version = settings.tf_model_version
         self._model_path = f"/v1/models/{self.model_name}" + (f"/versions/{version}" if version else "")
-        self._client = new_client(settings.tf_url, settings)
+        self._client = new_upstream(settings.tf_url, self.name, settings)
         self._n_classes = settings.n_classes
         self._pinned = version is not None
         # REST predict answers don't name the version: the pinned one, or the latest AVAILABLE as the model status
@@ -40,9 +33,10 @@ class TFServingRestBackend:
         self.version = str(version) if version else "unknown"
         self._readiness_timeout = settings.readiness_timeout_s
 
-    async def predict(self, instances: list[list[float]]) -> Prediction:
+    async def predict(self, body: bytes, rows: int) -> Prediction:
+        # The gateway's request is TF Serving's row format: the validated body goes upstream as it came.
         preds, elapsed = await post_instances(
-            self._client, self.name, f"{self._model_path}:predict", instances, self._n_classes
+            self._client, self.name, f"{self._model_path}:predict", body, rows, self._n_classes
         )
         return Prediction(preds, self.version, elapsed)
 
@@ -54,20 +48,19 @@ class TFServingRestBackend:
     async def refresh_version(self) -> None:
         if self._pinned:
             return
-        with contextlib.suppress(BackendUnavailable, BackendTimeout, UpstreamError, ValueError, AttributeError):
+        with contextlib.suppress(BackendUnavailable, BackendTimeout, UpstreamError, AttributeError):
             self._learn_version(await self._status())
 
     async def _status(self) -> dict[str, Any]:
-        with upstream_errors(self.name):
-            response = await self._client.get(self._model_path, timeout=self._readiness_timeout)
-        if response.status_code != 200:
-            raise UpstreamError(f"model status answered {response.status_code}: {upstream_message(response)}")
-        return response.json()
+        status = await get_json(self._client, self.name, self._model_path, self._readiness_timeout)
+        if not isinstance(status, dict):
+            raise UpstreamError("model status answered something other than an object", backend=self.name)
+        return status
 
     async def ready(self) -> tuple[bool, str]:
         try:
             status = await self._status()
-        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
+        except (BackendUnavailable, BackendTimeout, UpstreamError) as exc:
             return False, str(exc)
         self._learn_version(status)
         if _available_versions(status):
@@ -76,9 +69,7 @@ class TFServingRestBackend:
         return False, f"model {self.model_name} not AVAILABLE: {states}"
 
     async def metadata(self) -> dict[str, Any]:
-        with upstream_errors(self.name):
-            response = await self._client.get(f"{self._model_path}/metadata")
-        return response.json()
+        return dict(await get_json(self._client, self.name, f"{self._model_path}/metadata", self._readiness_timeout))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -100,12 +91,13 @@ class TFServingGrpcBackend:
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._rest = TFServingRestBackend(settings)
 
-    async def predict(self, instances: list[list[float]]) -> Prediction:
+    async def predict(self, body: bytes, rows: int) -> Prediction:
         import grpc
         import numpy as np
         from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
         from tensorflow_serving.apis import predict_pb2
 
+        instances = orjson.loads(body)["instances"]  # validated by the route
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
         if self._version:
@@ -145,7 +137,7 @@ class TFServingGrpcBackend:
         )
         if len(dims) != 2 or values.size != dims[0] * dims[1]:
             raise UpstreamError("backend 'tf' (gRPC) returned a malformed tensor", backend="tf")
-        preds = check_predictions(self.name, values.reshape(dims).tolist(), len(instances), self._rest._n_classes)
+        preds = check_predictions(self.name, values.reshape(dims).tolist(), rows, self._rest._n_classes)
         # gRPC answers name the version that served them.
         answered = response.model_spec.version.value
         return Prediction(preds, str(answered) if answered else self._rest.version, elapsed)
@@ -172,4 +164,4 @@ def create(settings: Settings) -> TFServingRestBackend | TFServingGrpcBackend:
     return TFServingGrpcBackend(settings) if settings.tf_protocol == "grpc" else TFServingRestBackend(settings)
 
 
-__all__ = ["TFServingGrpcBackend", "TFServingRestBackend", "create", "httpx"]
+__all__ = ["TFServingGrpcBackend", "TFServingRestBackend", "create"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from gateway.backends.base import Prediction, new_client, post_instances, upstream_errors, upstream_message
+from gateway.backends.base import Prediction, get_json, post_instances
 from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
 from gateway.settings import Settings
+from gateway.upstream import new_upstream
 
 
 class TorchServeBackend:
@@ -16,8 +17,8 @@ class TorchServeBackend:
     def __init__(self, settings: Settings) -> None:
         self.model_name = settings.model_name
         headers = {"Authorization": f"Bearer {settings.torch_token}"} if settings.torch_token else None
-        self._client = new_client(settings.torch_url, settings, headers)
-        self._management = new_client(settings.torch_management_url, settings, headers)
+        self._client = new_upstream(settings.torch_url, self.name, settings, headers)
+        self._management = new_upstream(settings.torch_management_url, self.name, settings, headers)
         self._readiness_timeout = settings.readiness_timeout_s
         self._readiness = settings.torch_readiness
         self._path = f"/predictions/{self.model_name}"
@@ -26,16 +27,15 @@ class TorchServeBackend:
         # by what the management API describes (where it is reachable). Never asked on the prediction path.
         self.version = settings.torch_model_version
 
-    async def predict(self, instances: list[list[float]]) -> Prediction:
-        preds, elapsed = await post_instances(self._client, self.name, self._path, instances, self._n_classes)
+    async def predict(self, body: bytes, rows: int) -> Prediction:
+        preds, elapsed = await post_instances(self._client, self.name, self._path, body, rows, self._n_classes)
         return Prediction(preds, self.version, elapsed)
 
     async def _describe(self) -> list[dict[str, Any]]:
-        with upstream_errors(self.name):
-            response = await self._management.get(f"/models/{self.model_name}", timeout=self._readiness_timeout)
-        if response.status_code != 200:
-            raise UpstreamError(f"management API answered {response.status_code}: {upstream_message(response)}")
-        return response.json()
+        models = await get_json(self._management, self.name, f"/models/{self.model_name}", self._readiness_timeout)
+        if not isinstance(models, list):
+            raise UpstreamError("management API answered something other than a list of models", backend=self.name)
+        return models
 
     def _learn_version(self, models: list[dict[str, Any]]) -> None:
         with contextlib.suppress(IndexError, AttributeError, TypeError, KeyError):
@@ -46,7 +46,7 @@ class TorchServeBackend:
         """Background only. With "ping" readiness the management API is out of reach (k8s): nothing to ask."""
         if self._readiness == "ping":
             return
-        with contextlib.suppress(BackendUnavailable, BackendTimeout, UpstreamError, ValueError):
+        with contextlib.suppress(BackendUnavailable, BackendTimeout, UpstreamError):
             self._learn_version(await self._describe())
 
     async def ready(self) -> tuple[bool, str]:
@@ -55,26 +55,24 @@ class TorchServeBackend:
             return await self._ping()
         try:
             models = await self._describe()
-        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError) as exc:
+        except (BackendUnavailable, BackendTimeout, UpstreamError) as exc:
             return False, str(exc)
         self._learn_version(models)
-        workers = [w for m in models for w in m.get("workers", [])]
+        workers = [w for m in models if isinstance(m, dict) for w in m.get("workers", [])]
         if any(w.get("status") == "READY" for w in workers):
             return True, "READY"
         return False, f"no READY worker for {self.model_name}: {[w.get('status') for w in workers]}"
 
     async def _ping(self) -> tuple[bool, str]:
         try:
-            with upstream_errors(self.name):
-                response = await self._client.get("/ping", timeout=self._readiness_timeout)
-            status = response.json().get("status") if response.status_code == 200 else None
-        except (BackendUnavailable, BackendTimeout, UpstreamError, ValueError, AttributeError) as exc:
+            answer = await get_json(self._client, self.name, "/ping", self._readiness_timeout)
+        except (BackendUnavailable, BackendTimeout, UpstreamError) as exc:
             return False, str(exc)
-        return (status == "Healthy"), f"ping: {status or response.status_code}"
+        status = answer.get("status") if isinstance(answer, dict) else None
+        return (status == "Healthy"), f"ping: {status}"
 
     async def metadata(self) -> dict[str, Any]:
-        models = await self._describe()
-        return {"models": models}
+        return {"models": await self._describe()}
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -90,6 +90,8 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
     lines += ["## Cost per request", "", *tables.cost(points)]
     lines += ["## Client-observed vs server-reported time", "", *tables.server_side(points)]
     lines += ["## Gateway added latency", "", *tables.overhead_table(points)]
+    if summary.get("overhead"):
+        lines += ["## The gateway as a hop: against a bare passthrough", "", *tables.hop_table(summary["overhead"])]
     if summary["slo"]:
         lines += ["## Highest rate within the latency SLO", "", *tables.slo(summary)]
     lines += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]

@@ -179,3 +179,23 @@ def startup(summary: dict[str, Any]) -> list[str]:
             f"{r['artifact_mb']} |"
         )
     return [*lines, ""]
+
+
+def hop_table(overhead: dict[str, Any]) -> list[str]:
+    lines = [
+        "A sequential keep-alive client, 1 user, interleaved rounds: p50 added over calling the backend directly,",
+        "through the gateway and through a bare aiohttp passthrough (bytes in/out, no parsing); the goal is the",
+        "gateway within 1.25x of the passthrough at 1 row and 1.5x at 64 rows.",
+        "CPU: each hop's process tree per request.",
+        "",
+        "| backend | rows | direct p50 ms | gateway +p50 ms | passthrough +p50 ms | ratio (goal) | gateway +p99 ms "
+        "| passthrough +p99 ms | gateway CPU µs/req | passthrough CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in overhead["table"]:
+        lines.append(
+            f"| {r['backend']} | {r['rows']} | {r['direct_p50_ms']} | {r['gateway_added_p50_ms']} | "
+            f"{r['passthrough_added_p50_ms']} | {r['ratio_p50']} (≤ {r['goal']}) | {r['gateway_added_p99_ms']} | "
+            f"{r['passthrough_added_p99_ms']} | {r['gateway_cpu_us']} | {r['passthrough_cpu_us']} |"
+        )
+    return [*lines, ""]

@@ -122,7 +122,7 @@ BAD_BODIES = [
     ({"instances": [ROW], "extra": 1}, 422, "extra"),
     ({}, 422, "instances: Field required"),
     ({"instances": [[1e30] * 64]}, 422, "less than or equal to 1000000"),
-    ([ROW], 422, "valid dictionary"),
+    ([ROW], 422, "body: Input should be an object"),
 ]
 
 

@@ -95,7 +95,7 @@ def wrong_model_server():  # type: ignore[no-untyped-def]
 
 def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(wrong_model_server)})
-    m = run_locust(cfg, "tf-direct", users=2, duration_s=2, out_prefix=tmp_path / "wrong", rows=1)
+    m = run_locust(cfg, "tf-direct", users=2, duration_s=3, out_prefix=tmp_path / "wrong", rows=1)
     assert m["requests"] > 0
     assert m["failures"] == m["requests"]
     assert any("expected" in s for s in m["failure_samples"])
@@ -181,7 +181,7 @@ def malformed_model_server():  # type: ignore[no-untyped-def]
 
 def test_malformed_answers_are_failures(malformed_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(malformed_model_server)})
-    m = run_locust(cfg, "tf-direct", users=1, duration_s=2, out_prefix=tmp_path / "bad", rows=1)
+    m = run_locust(cfg, "tf-direct", users=1, duration_s=3, out_prefix=tmp_path / "bad", rows=1)
     assert m["requests"] > 0
     assert m["failures"] == m["requests"]  # none counted as success, none lost as an exception
     lean = run_lean(cfg, "tf-direct", users=1, duration_s=1, rows=1)
