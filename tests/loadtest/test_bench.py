@@ -95,7 +95,7 @@ def wrong_model_server():  # type: ignore[no-untyped-def]
 
 def test_wrong_answers_are_failures(wrong_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(wrong_model_server)})
-    m = run_locust(cfg, "tf-direct", users=2, duration_s=3, out_prefix=tmp_path / "wrong", rows=1)
+    m = run_locust(cfg, "tf-direct", users=2, duration_s=4, out_prefix=tmp_path / "wrong", rows=1)
     assert m["requests"] > 0
     assert m["failures"] == m["requests"]
     assert any("expected" in s for s in m["failure_samples"])
@@ -181,7 +181,7 @@ def malformed_model_server():  # type: ignore[no-untyped-def]
 
 def test_malformed_answers_are_failures(malformed_model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = StackConfig.load({"TF_REST_PORT": str(malformed_model_server)})
-    m = run_locust(cfg, "tf-direct", users=1, duration_s=3, out_prefix=tmp_path / "bad", rows=1)
+    m = run_locust(cfg, "tf-direct", users=1, duration_s=4, out_prefix=tmp_path / "bad", rows=1)
     assert m["requests"] > 0
     assert m["failures"] == m["requests"]  # none counted as success, none lost as an exception
     lean = run_lean(cfg, "tf-direct", users=1, duration_s=1, rows=1)
@@ -209,11 +209,11 @@ def test_each_backend_is_checked_against_its_own_models_labels(tmp_path, monkeyp
     monkeypatch.setenv("LOADTEST_REFERENCE", str(reference))
     with serve_in_thread(app) as url:
         cfg = StackConfig.load({"TS_INFERENCE_PORT": url.rsplit(":", 1)[1]})
-        m = run_locust(cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "n", rows=1)
+        m = run_locust(cfg, "torch-direct", users=1, duration_s=4, out_prefix=tmp_path / "n", rows=1)
         assert m["requests"] > 0 and m["failures"] == 0, m["failure_samples"]
         lean = run_lean(cfg, "torch-direct", users=1, duration_s=1, rows=1)
         assert lean["requests"] > 0 and lean["failures"] == 0, lean["failure_samples"]
         del ref["expected_torch"]  # a reference with the TF model's labels only: a third of the answers "fail"
         reference.write_text(json.dumps(ref))
-        m = run_locust(cfg, "torch-direct", users=1, duration_s=2, out_prefix=tmp_path / "o", rows=1)
+        m = run_locust(cfg, "torch-direct", users=1, duration_s=4, out_prefix=tmp_path / "o", rows=1)
         assert 0 < m["failures"] < m["requests"]
