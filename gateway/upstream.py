@@ -66,6 +66,16 @@ class RawHttpUpstream:
             raise BackendUnavailable(f"backend '{name}' is unreachable: {exc.strerror or exc}", backend=name) from exc
         return _Conn(reader, writer)
 
+    def _idle_connection(self) -> _Conn | None:
+        """The most recently used idle connection the server has not closed (servers close idle keep-alive
+        connections: uvicorn after 5 s, so the TF side's pool goes stale between two bursts)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.reader.at_eof() and not conn.writer.is_closing():
+                return conn
+            conn.writer.close()
+        return None
+
     async def _exchange(self, conn: _Conn, request: bytes) -> tuple[int, bytes, bool]:
         conn.writer.write(request)
         head = await conn.reader.readuntil(b"\r\n\r\n")
@@ -103,10 +113,12 @@ class RawHttpUpstream:
         )
         name = self.backend
         for attempt in (0, 1):
-            reused = bool(self._idle)
+            conn = self._idle_connection() if attempt == 0 else None  # a retry always gets a new connection
+            reused = conn is not None
             try:
                 async with asyncio.timeout(timeout):
-                    conn = self._idle.pop() if reused else await self._connect()
+                    if conn is None:
+                        conn = await self._connect()
                     try:
                         status, answer, keep = await self._exchange(conn, request)
                     except BaseException:

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--users", type=_ints, default=None, help="closed-loop concurrency levels (default 1,4,16,64)")
     b.add_argument("--rows", type=_ints, default=None, help="rows per request, a dimension (default 1,64)")
-    b.add_argument("--duration", type=float, default=None, help="seconds per trial (default 3)")
+    b.add_argument("--duration", type=float, default=None, help="seconds per trial (default 2.5)")
     b.add_argument("--trials", type=int, default=None, help="trials per point, interleaved (default 3)")
-    b.add_argument("--max-trials", type=int, default=None, help="trials for a point that does not settle (default 5)")
+    b.add_argument("--max-trials", type=int, default=None, help="trials for a point that does not settle (default 4)")
     b.add_argument("--stable-within", type=float, default=0.10, help="spread allowed between trials (default 0.10)")
     b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
     b.add_argument(
@@ -111,9 +111,9 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     opts = BenchOptions(
         users=args.users or ([1, 16] if quick else [1, 4, 16, 64]),
         rows=args.rows or ([1] if quick else [1, 64]),
-        duration_s=args.duration or (1.5 if quick else 3.0),
+        duration_s=args.duration or (1.5 if quick else 2.5),
         trials=args.trials or 3,
-        max_trials=args.max_trials or (3 if quick else 5),
+        max_trials=args.max_trials or (3 if quick else 4),
         stable_within=args.stable_within,
         targets=args.targets.split(","),
         batching=["off", "on"] if args.batching == "both" else [args.batching],

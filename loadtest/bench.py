@@ -49,9 +49,9 @@ class StageFailed(RuntimeError):
 class BenchOptions:
     users: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
     rows: list[int] = field(default_factory=lambda: [1, 64])
-    duration_s: float = 3.0
+    duration_s: float = 2.5
     trials: int = 3
-    max_trials: int = 5
+    max_trials: int = 4
     stable_within: float = 0.10
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     batching: list[str] = field(default_factory=lambda: ["off"])
