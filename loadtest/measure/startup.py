@@ -4,6 +4,7 @@ the other for the CPU while it starts."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,11 @@ def _first_correct_prediction(url: str, deadline: float) -> None:
     raise TimeoutError(f"no correct prediction from {url}")
 
 
-def measure_startup(cfg: StackConfig, run_dir: Path, idle_s: float = 2.0, timeout: float = 180.0) -> dict[str, Any]:
+def measure_startup(
+    cfg: StackConfig, run_dir: Path, idle_s: float = 2.0, timeout: float = 180.0, repeats: int = 2
+) -> dict[str, Any]:
+    """Each server started alone `repeats` times, alternating (tf, torch, tf, torch): start-up on this kind of machine
+    varies several-fold between runs, so one start per side would make a verdict out of noise."""
     stack = NativeStack(cfg, run_dir=run_dir)
     (run_dir / "conf").mkdir(parents=True, exist_ok=True)
     services = stack.services()
@@ -44,23 +49,39 @@ def measure_startup(cfg: StackConfig, run_dir: Path, idle_s: float = 2.0, timeou
         "torch": f"{cfg.ts_inference_url}/predictions/{cfg.model_name}",
     }
     artifacts = {"tf": cfg.tf_version_dir, "torch": cfg.mar_path}
-    out: dict[str, Any] = {}
+    seen: dict[str, dict[str, list[float]]] = {side: {"start": [], "rss": []} for side in SERVICES}
     try:
-        for side, (_, index) in SERVICES.items():
-            svc = services[index]
-            started = time.monotonic()
-            proc = stack._spawn(svc, lambda _: None)
-            _first_correct_prediction(urls[side], started + timeout)
-            ready_s = time.monotonic() - started
-            time.sleep(idle_s)
-            out[side] = {
-                "server": svc.name,
-                "start_to_first_prediction_s": round(ready_s, 2),
-                "idle_rss_mb": round(rss_bytes(proc.pid) / 2**20, 1),
-                "artifact_mb": round(_dir_bytes(artifacts[side]) / 2**20, 3),
-                "artifact": str(artifacts[side].relative_to(cfg.mar_path.parent.parent)),
-            }
-            stack.stop_service(svc.name)
+        for _ in range(repeats):
+            for side, (_, index) in SERVICES.items():
+                svc = services[index]
+                started = time.monotonic()
+                proc = stack._spawn(svc, lambda _: None)
+                _first_correct_prediction(urls[side], started + timeout)
+                seen[side]["start"].append(time.monotonic() - started)
+                time.sleep(idle_s)
+                seen[side]["rss"].append(rss_bytes(proc.pid) / 2**20)
+                stack.stop_service(svc.name)
     finally:
         stack.down(log=lambda _: None)
+    out: dict[str, Any] = {}
+    for side, (_, index) in SERVICES.items():
+        start, rss = seen[side]["start"], seen[side]["rss"]
+        out[side] = {
+            "server": services[index].name,
+            "start_to_first_prediction_s": round(statistics.median(start), 2),
+            "start_s": {
+                "median": round(statistics.median(start), 2),
+                "min": round(min(start), 2),
+                "max": round(max(start), 2),
+            },
+            "idle_rss_mb": round(statistics.median(rss), 1),
+            "idle_rss": {
+                "median": round(statistics.median(rss), 1),
+                "min": round(min(rss), 1),
+                "max": round(max(rss), 1),
+            },
+            "artifact_mb": round(_dir_bytes(artifacts[side]) / 2**20, 3),
+            "artifact": str(artifacts[side].relative_to(cfg.mar_path.parent.parent)),
+            "starts": len(start),
+        }
     return out

@@ -171,3 +171,25 @@ def test_the_verdict_names_no_winner_when_spreads_overlap() -> None:
     assert latency_line["ahead"] is None and latency_line["text"].startswith("no clear difference")
     summary["points"][1]["p50"] = {"median": 2.0, "min": 1.9, "max": 2.1}
     assert verdict(summary)[0]["ahead"] == "tf" and "2.00×" in verdict(summary)[0]["text"]
+
+
+def test_no_slo_verdict_when_the_generator_was_the_limit() -> None:
+    def search(target: str, best: float, reason: str) -> dict[str, Any]:
+        steps = [{"held": True, "reason": "holds"}, {"held": False, "reason": reason}]
+        return {"target": target, "batching": "off", "max_rps_within_slo": best, "steps": steps}
+
+    one = {"median": 1, "min": 1, "max": 1}
+    points = [
+        {"target": t, "batching": "off", "rows": 1, "users": 1, "p50": one, "rps": one, "cpu_us_per_request": {}}
+        for t in ("tf-direct", "torch-direct")
+    ]
+    summary = {"options": {"rows": [1], "slo_ms": 50}, "startup": {}, "points": points}
+    summary["slo"] = [
+        search("tf-direct", 1000, "p99 over 50 ms"),
+        search("torch-direct", 600, "the generator fell behind its schedule"),
+    ]
+    (line,) = [v for v in verdict(summary) if v["dimension"].startswith("rate within")]
+    assert line["ahead"] is None and line["text"].startswith("no verdict") and "TorchServe" in line["text"]
+    summary["slo"][1] = search("torch-direct", 600, "p99 over 50 ms")
+    (line,) = [v for v in verdict(summary) if v["dimension"].startswith("rate within")]
+    assert line["ahead"] == "tf"
