@@ -35,7 +35,7 @@ from loadtest.measure.processes import TreeMeter
 from loadtest.payloads import payloads
 from loadtest.targets import PATHS, TARGETS
 from stack.config import ROOT, StackConfig
-from stack.launcher import NativeStack, free_port
+from stack.launcher import NativeStack, free_port_overrides
 
 BACKEND_OF = {"tf-direct": "tf", "torch-direct": "torch", "gateway-tf": "tf", "gateway-torch": "torch"}
 Log = Callable[[str], None]
@@ -443,20 +443,9 @@ def stack_plan(opts: BenchOptions) -> list[tuple[str, list[int]]]:
 def _startup(base: StackConfig, out: Path, log: Log) -> dict[str, Any]:
     from loadtest.measure.startup import measure_startup
 
-    ports = {
-        k: str(free_port())
-        for k in (
-            "TF_REST_PORT",
-            "TF_GRPC_PORT",
-            "TS_INFERENCE_PORT",
-            "TS_MANAGEMENT_PORT",
-            "TS_METRICS_PORT",
-            "TS_GRPC_INFERENCE_PORT",
-            "TS_GRPC_MANAGEMENT_PORT",
-        )
-    }
     log("== start-up and footprint (each server alone)")
-    result = measure_startup(StackConfig.load({**batching_overrides("off", base), **ports}), out / "startup")
+    cfg = StackConfig.load({**batching_overrides("off", base), **free_port_overrides()})
+    result = measure_startup(cfg, out / "startup")
     for side, r in result.items():
         log(
             f"   {side}: first correct prediction {r['start_to_first_prediction_s']} s after start, "

@@ -71,6 +71,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+PORT_KEYS = (
+    "TF_REST_PORT",
+    "TF_GRPC_PORT",
+    "TS_INFERENCE_PORT",
+    "TS_MANAGEMENT_PORT",
+    "TS_METRICS_PORT",
+    "TS_GRPC_INFERENCE_PORT",
+    "TS_GRPC_MANAGEMENT_PORT",
+    "GATEWAY_PORT",
+)
+
+
+def free_port_overrides(host: str = "127.0.0.1") -> dict[str, str]:
+    """Every port setting mapped to a distinct free port on `host`: a stack beside the default one (tests, the
+    benchmark's start-up measurement)."""
+    ports: dict[str, str] = {}
+    while len(set(ports.values())) < len(PORT_KEYS):
+        ports = {k: str(free_port(host)) for k in PORT_KEYS}
+    return ports
+
+
 def tf_server_kind() -> str:
     """'tensorflow_model_server' (the real TF Serving) when on PATH, else the compatible server."""
     return TF_BINARY if shutil.which(TF_BINARY) else "tfserving-compat"

@@ -19,7 +19,7 @@ import pytest
 
 from export.data import load_split
 from stack.config import ROOT, StackConfig
-from stack.launcher import NativeStack, free_port
+from stack.launcher import NativeStack, free_port, free_port_overrides
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Stacks started by the tests register here, never in the checkout's .run/registry, so a `stack down` run by a
@@ -27,24 +27,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # give it a registry of their own.
 os.environ.setdefault("SERVECOMPARE_REGISTRY", tempfile.mkdtemp(prefix="servecompare-registry-"))
 
-PORT_KEYS = (
-    "TF_REST_PORT",
-    "TF_GRPC_PORT",
-    "TS_INFERENCE_PORT",
-    "TS_MANAGEMENT_PORT",
-    "TS_METRICS_PORT",
-    "TS_GRPC_INFERENCE_PORT",
-    "TS_GRPC_MANAGEMENT_PORT",
-    "GATEWAY_PORT",
-)
-
 
 def free_ports_config(**extra: str) -> StackConfig:
     """The project's config with every port replaced by a free one on 127.0.0.1."""
-    ports: dict[str, str] = {}
-    while len(set(ports.values())) < len(PORT_KEYS):
-        ports = {k: str(free_port()) for k in PORT_KEYS}
-    return StackConfig.load({**ports, **extra})
+    return StackConfig.load({**free_port_overrides(), **extra})
 
 
 @pytest.fixture(scope="session")

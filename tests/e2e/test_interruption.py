@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from stack.config import ROOT, StackConfig
-from stack.launcher import NativeStack, port_free
-from tests.conftest import PORT_KEYS, free_ports_config, processes_mentioning
+from stack.launcher import PORT_KEYS, NativeStack, port_free
+from tests.conftest import free_ports_config, processes_mentioning
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from stack.config import ROOT
-from stack.launcher import NativeStack, StackError, port_free
-from tests.conftest import PORT_KEYS, free_ports_config
+from stack.launcher import PORT_KEYS, NativeStack, StackError, port_free
+from tests.conftest import free_ports_config
 
 pytestmark = pytest.mark.e2e
 
