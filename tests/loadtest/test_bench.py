@@ -43,8 +43,9 @@ def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> Non
         assert p["trials"] == 3 and p["requests"] > 0 and p["failures"] == 0, p
         assert 0 < p["p50"]["min"] <= p["p50"]["median"] <= p["p50"]["max"]
         assert p["latency"]["p50"] <= p["latency"]["p99"] <= p["latency"]["max"]
-        assert p["p50"]["median"] != round(p["p50"]["median"]), "sub-millisecond resolution"
         assert p["cpu_us_per_request"]["generator"]["median"] > 0
+    # Sub-millisecond figures: one median may land on a whole ms; with whole-ms buckets all of them would
+    assert sum(p["p50"]["median"] != round(p["p50"]["median"]) for p in points) > len(points) // 2
     direct = {p["target"]: p for p in points if p["users"] == 1 and p["rows"] == 1}
     assert direct["tf-direct"]["cpu_us_per_request"]["tf"]["median"] > 0
     assert direct["torch-direct"]["cpu_us_per_request"]["torch"]["median"] > 0
