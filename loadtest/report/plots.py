@@ -48,59 +48,46 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
     rows_values = sorted({p["rows"] for p in points})
     users = sorted({p["users"] for p in points})
 
-    fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
-    for ax, rows in zip(axes[0], rows_values, strict=True):
-        for (target, batching), ps in _series(points, rows).items():
+    def per_rows(name: str, draw: Any, **legend: Any) -> None:
+        """One panel per rows-per-request value, concurrency on the x axis."""
+        fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
+        for ax, rows in zip(axes[0], rows_values, strict=True):
+            draw(ax, rows, _series(points, rows))
+            _ticks(ax, users)
+            ax.legend(**legend)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+
+    def latency_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+        for (target, batching), ps in series.items():
             xs = [p["users"] for p in ps]
             line = _errorbar(ax, xs, [p["p50"] for p in ps], label=f"{target} [{batching}] p50")
-            _errorbar(
-                ax,
-                xs,
-                [p["p99"] for p in ps],
-                linestyle="--",
-                color=line[0].get_color(),
-                label=f"{target} [{batching}] p99",
-            )
+            style = {"linestyle": "--", "color": line[0].get_color()}
+            _errorbar(ax, xs, [p["p99"] for p in ps], label=f"{target} [{batching}] p99", **style)
         ax.set(
             yscale="log", xlabel="concurrent users", ylabel="latency (ms)", title=f"Latency, {rows} row(s) per request"
         )
-        _ticks(ax, users)
-        ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[0], dpi=100)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
-    for ax, rows in zip(axes[0], rows_values, strict=True):
-        for (target, batching), ps in _series(points, rows).items():
+    def throughput_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+        for (target, batching), ps in series.items():
             _errorbar(ax, [p["users"] for p in ps], [p["rps"] for p in ps], label=f"{target} [{batching}]")
         ax.set(xlabel="concurrent users", ylabel="requests / s", title=f"Throughput, {rows} row(s) per request")
         ax.set_ylim(bottom=0)
-        _ticks(ax, users)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[1], dpi=100)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(rows_values), figsize=(7 * len(rows_values), 5), squeeze=False)
-    for ax, rows in zip(axes[0], rows_values, strict=True):
-        for (target, batching), ps in _series(points, rows).items():
-            owner = {"tf-direct": "tf", "torch-direct": "torch"}.get(
-                target, "gateway" if target.startswith("gateway-") else None
-            )
-            if owner is None or target == "gateway-compare":
-                continue
-            stats = [p["cpu_us_per_request"].get(owner) for p in ps]
-            if all(stats):
-                label = f"{owner} process tree ({target}) [{batching}]"
+    def cpu_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+        for (target, batching), ps in series.items():
+            owner = {"tf-direct": "tf", "torch-direct": "torch", "gateway-tf": "gateway", "gateway-torch": "gateway"}
+            stats = [p["cpu_us_per_request"].get(owner.get(target, "")) for p in ps]
+            if target in owner and all(stats):
+                label = f"{owner[target]} process tree ({target}) [{batching}]"
                 _errorbar(ax, [p["users"] for p in ps], stats, label=label)  # type: ignore[arg-type]
         ax.set(xlabel="concurrent users", ylabel="CPU µs per request", title=f"CPU cost per request, {rows} row(s)")
         ax.set_ylim(bottom=0)
-        _ticks(ax, users)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[2], dpi=100)
-    plt.close(fig)
+
+    per_rows(PLOTS[0], latency_panel, fontsize=6, ncol=2)
+    per_rows(PLOTS[1], throughput_panel, fontsize=7)
+    per_rows(PLOTS[2], cpu_panel, fontsize=7)
 
     fig, ax = plt.subplots(figsize=(9, 5))
     top = max(users)
