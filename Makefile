@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast bench soak export up down status lint validate clean
+.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e clean
 
 install: $(STAMP)
 
@@ -26,6 +26,7 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy export gateway stack loadtest
 	$(PY) -m pytest tests
+	$(PY) -m stack.compose e2e --if-available
 
 test-fast: install
 	$(PY) -m pytest tests -m "not integration and not e2e"
@@ -56,6 +57,12 @@ lint: install
 validate: install
 	bash scripts/install-validators.sh
 	$(PY) -m pytest tests/deploy
+
+# docker compose for real: build the images (self-built servers: docker-compose.selfbuilt.yml), run the stack in
+# containers, check it from the host, take it down. Starts dockerd for the run where it is installed but stopped.
+compose-e2e: install
+	bash scripts/install-validators.sh
+	$(PY) -m stack.compose e2e
 
 clean:
 	rm -rf .run reports runs

@@ -78,6 +78,8 @@ class StackConfig:
     ts_workers: int
     gateway_port: int
     host: str = "127.0.0.1"
+    python_base_image: str = "python:3.11.14-slim-bookworm"
+    locust_web_port: int = 8089
 
     @classmethod
     def load(cls, overrides: dict[str, str] | None = None, environ: bool = True) -> StackConfig:

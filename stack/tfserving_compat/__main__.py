@@ -25,6 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batching_parameters_file", default=None)
     p.add_argument("--monitoring_config_file", default=None)
     p.add_argument(
+        "--enable_model_warmup",
+        default="true",
+        help="replay assets.extra/tf_serving_warmup_requests when a version loads (as TF Serving)",
+    )
+    p.add_argument(
         "--version_label", action="append", default=[], help="LABEL=VERSION (the config file's version_labels)"
     )
     return p.parse_args(argv)
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.version_label:
         key, _, value = item.partition("=")
         labels[key] = int(value)
-    servable = Servable(name, Path(base), labels)
+    servable = Servable(name, Path(base), labels, warm_up=args.enable_model_warmup.lower() == "true")
     servable.load()
 
     batcher = None

@@ -65,6 +65,7 @@ class Servable:
     name: str
     base_path: Path
     labels: dict[str, int] = field(default_factory=dict)
+    warm_up: bool = True
     versions: dict[int, Version] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,7 +77,8 @@ class Servable:
         path = self.base_path / str(latest)
         log.info("loading %s version %d from %s", self.name, latest, path)
         version = Version(latest, path, _read_signature_defs(path), tf.saved_model.load(str(path)))
-        self._warm_up(version)
+        if self.warm_up:
+            self._warm_up(version)
         self.versions = {latest: version}
 
     def _warm_up(self, version: Version) -> None:

@@ -18,6 +18,14 @@ CFG = StackConfig.load()
 VALIDATORS = ROOT / ".venv-validators" / "bin"
 OVERLAYS = ["local", "production", "gpu"]
 K8S_VERSION = "1.32.0"
+DOCKERFILES = [
+    "gateway/Dockerfile",
+    "loadtest/Dockerfile",
+    "models/Dockerfile",
+    "stack/images/tfserving-compat.Dockerfile",
+    "stack/images/torchserve.Dockerfile",
+]
+PYTHON_DOCKERFILES = [p for p in DOCKERFILES if p != "models/Dockerfile"]
 
 
 def tool(name: str) -> str:
@@ -47,8 +55,59 @@ def compose_config(*files: Path) -> subprocess.CompletedProcess[str]:
 
 def test_compose_files_are_valid() -> None:
     assert compose_config(ROOT / "docker-compose.yml").returncode == 0
-    gpu = compose_config(ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml")
-    assert gpu.returncode == 0, gpu.stderr
+    for override in ("docker-compose.gpu.yml", "docker-compose.selfbuilt.yml"):
+        merged = compose_config(ROOT / "docker-compose.yml", ROOT / override)
+        assert merged.returncode == 0, merged.stderr
+
+
+def merged_compose(*files: str) -> dict:  # type: ignore[type-arg]
+    args = [tool("docker-compose"), "--project-directory", str(ROOT)]
+    for f in files:
+        args += ["-f", str(ROOT / f)]
+    result = run(*args, "config")
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_selfbuilt_override_builds_both_servers_and_keeps_the_policy() -> None:
+    """The override swaps only what the registry can't give: the two servers' images (built here), the TF side's
+    program (the compatible server, flags unchanged); hardening, ports, mounts and health checks stay."""
+    base = merged_compose("docker-compose.yml")
+    merged = merged_compose("docker-compose.yml", "docker-compose.selfbuilt.yml")
+    assert violations(merged) == []
+    tf, ts = merged["services"]["tf-serving"], merged["services"]["torchserve"]
+    assert tf["build"]["dockerfile"] == "stack/images/tfserving-compat.Dockerfile"
+    assert ts["build"]["dockerfile"] == "stack/images/torchserve.Dockerfile"
+    assert tf["entrypoint"][:3] == ["python", "-m", "stack.tfserving_compat"]
+    assert tf["command"] == base["services"]["tf-serving"]["command"]
+    for name in ("tf-serving", "torchserve"):
+        for key in ("volumes", "ports", "healthcheck", "tmpfs", "init"):
+            assert merged["services"][name].get(key) == base["services"][name].get(key), (name, key)
+        assert merged["services"][name]["build"]["args"]["BASE_IMAGE"] == CFG.python_base_image
+    # the vendor images stay the default
+    assert base["services"]["tf-serving"]["image"] == CFG.tf_serving_image
+    assert base["services"]["torchserve"]["image"] == CFG.torchserve_image
+
+
+def test_compat_server_takes_tensorflow_model_servers_command_line() -> None:
+    from stack.tfserving_compat.__main__ import parse_args
+
+    command = merged_compose("docker-compose.yml")["services"]["tf-serving"]["command"]
+    args = parse_args(["--rest_api_bind_address=0.0.0.0", "--grpc_bind_address=0.0.0.0", *command])
+    assert args.model_config_file == "/models/models.config" and args.rest_api_port == 8501 and args.port == 8500
+    assert args.rest_api_bind_address == "0.0.0.0"
+
+
+@pytest.mark.parametrize("path", PYTHON_DOCKERFILES)
+def test_dockerfiles_take_the_base_image_and_a_wheelhouse(path: str) -> None:
+    """One base for every Python image (.env's PYTHON_BASE_IMAGE is the Dockerfiles' default), and a wheelhouse
+    in the build context is used when there is one (legacy builder and BuildKit both accept an empty glob)."""
+    text = (ROOT / path).read_text()
+    assert f"ARG BASE_IMAGE={CFG.python_base_image}\n" in text
+    assert text.count("FROM ${BASE_IMAGE}") == 2
+    assert re.search(r"COPY \S+requirements\.txt \.wheelhous\[e\]/\S+ /wheels/", text)
+    assert "--no-index --find-links=/wheels" in text
+    assert "\nUSER " in text and "RUN --mount" not in text  # non-root; nothing BuildKit-only
 
 
 @pytest.mark.parametrize(
@@ -165,7 +224,6 @@ def test_checkov_catches_a_privileged_container(rendered, tmp_path) -> None:  # 
     assert "CKV_K8S_16" in result.stdout or "CKV_K8S_20" in result.stdout
 
 
-DOCKERFILES = ["gateway/Dockerfile", "loadtest/Dockerfile", "models/Dockerfile"]
 BROKEN_DOCKERFILE = (
     "FROM python:latest\nRUN apt-get update && apt-get install -y curl\nCOPY . /app\nCMD python /app/x.py\n"
 )
@@ -323,11 +381,7 @@ def test_metrics_can_be_scraped_from_a_labelled_monitoring_namespace(rendered) -
 
 
 def rendered_compose() -> dict:  # type: ignore[type-arg]
-    result = run(
-        tool("docker-compose"), "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"), "config"
-    )
-    assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    return merged_compose("docker-compose.yml")
 
 
 def test_compose_torchserve_temp_dirs_allow_exec_and_servers_stop_with_sigterm() -> None:
@@ -335,6 +389,9 @@ def test_compose_torchserve_temp_dirs_allow_exec_and_servers_stop_with_sigterm()
     ts = services["torchserve"]
     tmpfs = {entry.split(":")[0]: entry.partition(":")[2] for entry in ts["tmpfs"]}
     assert "exec" in tmpfs["/tmp"].split(",") and "noexec" not in tmpfs["/tmp"], ts["tmpfs"]  # Java's temp dir
+    # A tmpfs over an image directory is root's 0755 (found running it): the server's user must own its own.
+    for path in ("/home/model-server/logs", "/home/model-server/tmp"):
+        assert {"uid=1000", "gid=1000"} <= set(tmpfs[path].split(",")), ts["tmpfs"]
     assert ts["init"] is True and ts["entrypoint"][1].endswith("torchserve_entrypoint.py")
     volumes = [v.split(":") if isinstance(v, str) else [v["source"], v["target"]] for v in ts["volumes"]]
     mounted = [Path(v[0]) for v in volumes if v[1] == ts["entrypoint"][1]]

@@ -1,0 +1,329 @@
+"""`make compose-e2e`: the compose stack built and run for real, checked from the host like a user would.
+
+Steps (each timed; the last line says what passed or where it failed):
+  engine   the running Docker engine, or dockerd started here (Linux, root) and stopped at the end
+  images   PYTHON_BASE_IMAGE when it can be pulled, else a local Debian base; a host wheelhouse; compose build
+  up       docker-compose.yml + docker-compose.selfbuilt.yml under project `servecompare-e2e` on free loopback
+           ports; every service healthy
+  predict  both backends through the gateway (labels checked against the reference file), /readyz, /compare
+  locust   the loadtest profile headless: master + 2 workers, ~20 s, every answer checked, 0 failures
+  outage   TorchServe stopped: /predict/torch answers 503 fast and /predict/tf stays right; started: recovery
+  down     `down -v`, and nothing of the project is left (containers, networks, volumes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.compose.engine import Unavailable, compose_cli, docker_engine, why_no_engine
+from stack.compose.images import base_image, wheelhouse
+from stack.config import MODELS_DIR, ROOT, RUN_DIR, StackConfig
+from stack.launcher import free_port
+
+PROJECT = "servecompare-e2e"
+FILES = (ROOT / "docker-compose.yml", ROOT / "docker-compose.selfbuilt.yml")
+WORK = RUN_DIR / "compose-e2e"
+SERVICES = ("tf-serving", "torchserve", "gateway")
+LOCUST_USERS = 8
+LOCUST_SECONDS = 20
+FAST_503_S = 2.0
+
+
+class Failed(RuntimeError):
+    pass
+
+
+@dataclass
+class Compose:
+    cli: list[str]
+    env: dict[str, str]
+    files: tuple[Path, ...] = FILES
+    log: Path = WORK / "compose.log"
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [*self.cli, "-p", PROJECT, "--project-directory", str(ROOT)]
+        for f in self.files:
+            cmd += ["-f", str(f)]
+        cmd += list(args)
+        try:
+            done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise Failed(f"`{' '.join(args)}` took over {timeout:.0f} s") from exc
+        with open(self.log, "a") as fh:
+            fh.write(f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}\n")
+        if check and done.returncode != 0:
+            raise Failed(f"`{' '.join(args)}` exited {done.returncode}: {(done.stdout + done.stderr)[-1500:]}")
+        return done
+
+    def container(self, service: str) -> str:
+        ids = self.run("ps", "-q", service).stdout.split()
+        if not ids:
+            raise Failed(f"{service}: no container")
+        return ids[0]
+
+    def health(self, service: str) -> str:
+        cid = self.container(service)
+        fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
+        out = subprocess.run(["docker", "inspect", "-f", fmt, cid], capture_output=True, text=True).stdout.split()
+        return out[-1] if len(out) > 1 else (out[0] if out else "gone")
+
+    def wait_healthy(self, services: tuple[str, ...], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {s: self.health(s) for s in services}
+            if all(v == "healthy" for v in states.values()):
+                return
+            if time.monotonic() > deadline:
+                raise Failed(f"not healthy within {timeout:.0f} s: {states}")
+            time.sleep(1)
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, dict, float]:  # type: ignore[type-arg]
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    elapsed = time.perf_counter() - start
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {"raw": raw[:200].decode(errors="replace")}
+    return status, data if isinstance(data, dict) else {"value": data}, elapsed
+
+
+@dataclass
+class Run:
+    gateway: str
+    rows: list[list[float]]
+    expected: dict[str, list[int]]
+    passed: list[str] = field(default_factory=list)
+
+    def predict(self, backend: str) -> tuple[int, dict, float]:  # type: ignore[type-arg]
+        return http("POST", f"{self.gateway}/predict/{backend}", json.dumps({"instances": self.rows}).encode())
+
+    def check_predict(self, backend: str) -> None:
+        status, data, _ = self.predict(backend)
+        if status != 200:
+            raise Failed(f"/predict/{backend}: HTTP {status} {data}")
+        if data.get("labels") != self.expected[backend]:
+            raise Failed(f"/predict/{backend}: labels {data.get('labels')} != expected {self.expected[backend]}")
+
+
+def reference(n: int = 16) -> tuple[list[list[float]], dict[str, list[int]]]:
+    ref = json.loads((MODELS_DIR / "reference" / "digits_test.json").read_text())
+    return ref["rows"][:n], {"tf": ref["expected"][:n], "torch": ref.get("expected_torch", ref["expected"])[:n]}
+
+
+def step(name: str, fn: Callable[[], str], results: list[str]) -> None:
+    print(f"== {name}", flush=True)
+    start = time.monotonic()
+    detail = fn()
+    took = time.monotonic() - start
+    print(f"   {name}: ok in {took:.0f} s{': ' + detail if detail else ''}", flush=True)
+    results.append(f"{name} ({detail})" if detail else name)
+
+
+def loadtest_override(path: Path) -> Path:
+    """The loadtest profile, headless and bounded: the master runs LOCUST_SECONDS with every user class, waits for
+    both workers, exits non-zero on any failure, and nothing restarts it."""
+    cmd = [
+        "--master", "--headless", "--users", str(LOCUST_USERS), "--spawn-rate", str(LOCUST_USERS),
+        "--run-time", f"{LOCUST_SECONDS}s", "--expect-workers", "2", "--expect-workers-max-wait", "90",
+        "--exit-code-on-error", "1", "--stop-timeout", "5",
+    ]  # fmt: skip
+    override = {
+        "services": {
+            "locust-master": {
+                "command": cmd,
+                "restart": "no",
+                "healthcheck": {
+                    "test": ["CMD", "python", "-c", "import os; os.kill(1, 0)"],
+                    "interval": "2s",
+                    "timeout": "3s",
+                    "retries": 3,
+                },
+            },
+            "locust-worker": {"restart": "no"},
+        }
+    }
+    path.write_text(json.dumps(override, indent=2))  # JSON is YAML
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m stack.compose e2e", description=__doc__.split("\n")[0])
+    p.add_argument("--if-available", action="store_true", help="skip (exit 0) where no engine can be had")
+    p.add_argument("--keep", action="store_true", help="leave the stack up at the end (for a look around)")
+    args = p.parse_args(argv)
+
+    reason = why_no_engine()
+    if reason:
+        print(f"compose e2e: SKIPPED: {reason}")
+        return 0 if args.if_available else 2
+    try:
+        cli = compose_cli()
+    except Unavailable as exc:
+        print(f"compose e2e: SKIPPED: {exc}")
+        return 0 if args.if_available else 2
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "compose.log").write_text("")
+    cfg = StackConfig.load()
+    ports = {k: str(free_port()) for k in ("GATEWAY_PORT", "TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT")}
+    ports["LOCUST_WEB_PORT"] = str(free_port())
+    env = {**os.environ, **ports}
+    compose = Compose(cli, env)
+    rows, expected = reference()
+    run = Run(f"http://127.0.0.1:{ports['GATEWAY_PORT']}", rows, expected)
+    results: list[str] = []
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("images", lambda: build(compose, cfg)),
+        ("up", lambda: up(compose)),
+        ("predict", lambda: predict(run)),
+        ("locust", lambda: locust(compose)),
+        ("outage", lambda: outage(compose, run)),
+    ]
+    failure: tuple[str, Exception] | None = None
+    current = "engine"
+    t0 = time.monotonic()
+    try:
+        with docker_engine(WORK / "dockerd.log") as started:
+            results.append("engine (started here, stopped at the end)" if started else "engine (running)")
+            try:
+                for current, fn in steps:
+                    step(current, fn, results)
+            except RuntimeError as exc:  # Failed, and the images' errors
+                failure = (current, exc)
+                show_state(compose)
+            finally:
+                if not args.keep:
+                    try:
+                        step("down", lambda: down(compose), results)
+                    except RuntimeError as exc:
+                        failure = failure or ("down", exc)
+    except RuntimeError as exc:  # Unavailable: dockerd did not come up
+        failure = failure or (current, exc)
+    took = time.monotonic() - t0
+    if failure:
+        print(f"   {failure[1]}", file=sys.stderr)
+        print(f"compose e2e: FAILED at {failure[0]} after {took:.0f} s; passed: {', '.join(results) or 'nothing'}")
+        return 1
+    print(f"compose e2e: PASSED in {took:.0f} s: {'; '.join(results)}")
+    return 0
+
+
+def build(compose: Compose, cfg: StackConfig) -> str:
+    base = base_image(cfg.python_base_image)
+    compose.env["PYTHON_BASE_IMAGE"] = base
+    wheelhouse()
+    compose.env.setdefault("DOCKER_BUILDKIT", "0")  # no buildx here; the Dockerfiles build with either builder
+    compose.env.setdefault("COMPOSE_DOCKER_CLI_BUILD", "0")
+    compose.run("--profile", "loadtest", "build", timeout=1500)
+    return f"FROM {base}"
+
+
+def up(compose: Compose) -> str:
+    compose.run("up", "-d", *SERVICES, timeout=600)
+    compose.wait_healthy(SERVICES, timeout=300)
+    return "tf-serving (compatible server), torchserve, gateway healthy"
+
+
+def predict(run: Run) -> str:
+    for backend in ("tf", "torch"):
+        run.check_predict(backend)
+    status, data, _ = http("GET", f"{run.gateway}/readyz")
+    if status != 200:
+        raise Failed(f"/readyz: HTTP {status} {data}")
+    status, data, _ = http("POST", f"{run.gateway}/compare", json.dumps({"instances": run.rows}).encode())
+    if status != 200 or data.get("labels_agree") is not True or not data.get("max_abs_diff", 1) < 1e-4:
+        raise Failed(f"/compare: HTTP {status} {str(data)[:300]}")
+    return f"{len(run.rows)} rows per backend, labels right; /readyz 200; /compare agrees"
+
+
+def locust(compose: Compose) -> str:
+    extra = loadtest_override(WORK / "loadtest.override.json")
+    lt = Compose(compose.cli, compose.env, (*compose.files, extra))
+    lt.run("--profile", "loadtest", "up", "-d", "--scale", "locust-worker=2", "locust-master", "locust-worker")
+    workers = lt.run("--profile", "loadtest", "ps", "-q", "locust-worker").stdout.split()
+    if len(workers) != 2:
+        raise Failed(f"{len(workers)} locust workers, not 2")
+    master = lt.container("locust-master")
+    try:
+        waited = subprocess.run(
+            ["docker", "wait", master], capture_output=True, text=True, timeout=LOCUST_SECONDS + 150
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise Failed("the locust master did not finish in time") from exc
+    code = int(waited.stdout.strip() or -1)
+    logs = lt.run("--profile", "loadtest", "logs", "--no-color", "locust-master").stdout
+    (WORK / "locust-master.log").write_text(logs)
+    totals = re.findall(r"Aggregated\s+(\d+)\s+(\d+)\(", logs)
+    lt.run("--profile", "loadtest", "rm", "-fs", "locust-master", "locust-worker")
+    if not totals:
+        raise Failed(f"no locust summary in the master's log (exit {code}); see {WORK / 'locust-master.log'}")
+    requests, failures = map(int, totals[-1])
+    if code != 0 or failures or requests == 0:
+        raise Failed(f"locust exit {code}: {requests} requests, {failures} failures; see {WORK / 'locust-master.log'}")
+    return f"master + 2 workers, {requests} requests in {LOCUST_SECONDS} s, 0 failures"
+
+
+def outage(compose: Compose, run: Run) -> str:
+    start = time.monotonic()
+    compose.run("stop", "-t", "20", "torchserve", timeout=60)
+    stop_s = time.monotonic() - start
+    status, data, took = run.predict("torch")
+    if status != 503 or took > FAST_503_S:
+        raise Failed(f"TorchServe stopped: /predict/torch gave HTTP {status} in {took:.2f} s, not a fast 503: {data}")
+    run.check_predict("tf")
+    start = time.monotonic()
+    compose.run("start", "torchserve", timeout=120)
+    deadline = start + 180
+    while True:
+        status, data, _ = run.predict("torch")
+        if status == 200:
+            break
+        if time.monotonic() > deadline:
+            raise Failed(f"TorchServe restarted: /predict/torch still HTTP {status} after 180 s: {data}")
+        time.sleep(1)
+    run.check_predict("torch")
+    recovered = time.monotonic() - start
+    compose.wait_healthy(SERVICES, timeout=120)
+    return (
+        f"torchserve stopped in {stop_s:.1f} s; /predict/torch 503 in {took * 1000:.0f} ms, /predict/tf unaffected; "
+        f"recovered {recovered:.0f} s after start"
+    )
+
+
+def down(compose: Compose) -> str:
+    compose.run("--profile", "loadtest", "down", "-v", "--remove-orphans", "-t", "20", timeout=180)
+    label = f"label=com.docker.compose.project={PROJECT}"
+    left = []
+    for kind in ("ps -a", "network ls", "volume ls"):
+        out = subprocess.run(["docker", *kind.split(), "-q", "--filter", label], capture_output=True, text=True)
+        left += [f"{kind.split()[0]} {x}" for x in out.stdout.split()]
+    if left:
+        raise Failed(f"left behind after down: {left}")
+    return "nothing of the project left"
+
+
+def show_state(compose: Compose) -> None:
+    try:
+        print(compose.run("--profile", "loadtest", "ps", check=False, timeout=30).stdout, file=sys.stderr)
+        logs = compose.run("--profile", "loadtest", "logs", "--no-color", "--tail", "40", check=False, timeout=60)
+        print(logs.stdout[-6000:], file=sys.stderr)
+    except Failed:
+        pass

@@ -1,0 +1,143 @@
+"""What the compose images are built from when the registry can't be reached: a local Debian base image made with
+debootstrap (python 3.11 from Debian, on PATH as `python`) and a wheelhouse made on the host with the project's
+pins (the CPU torch wheel, no certificate trouble inside containers), installed in the images with --no-index."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.config import ROOT
+
+WHEELHOUSE = ROOT / ".wheelhouse"
+LOCAL_BASE = "servecompare-base:bookworm-py311"
+DEBIAN_SUITE = "bookworm"  # python3 is 3.11 there, like the official image's
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+
+
+@dataclass(frozen=True)
+class ImageWheels:
+    """One image's wheels: `.wheelhouse/<name>/`, from these requirement files (and --no-deps extras)."""
+
+    name: str
+    requirements: Path
+    no_deps: tuple[str, ...] = ()
+
+
+IMAGE_WHEELS = (
+    ImageWheels("gateway", ROOT / "gateway" / "requirements.txt"),
+    ImageWheels("loadtest", ROOT / "loadtest" / "requirements.txt"),
+    ImageWheels(
+        "tfserving-compat",
+        ROOT / "stack" / "images" / "tfserving-compat.requirements.txt",
+        no_deps=("tensorflow-serving-api==2.21.0",),
+    ),
+    ImageWheels("torchserve", ROOT / "stack" / "images" / "torchserve.requirements.txt"),
+)
+
+
+def _run(*cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, text=True, capture_output=True, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def image_exists(ref: str) -> bool:
+    return _run("docker", "image", "inspect", ref).returncode == 0
+
+
+def pull(ref: str, timeout_s: float = 600) -> bool:
+    try:
+        return _run("docker", "pull", ref, timeout=timeout_s).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def base_image(wanted: str) -> str:
+    """`wanted` when it is here or can be pulled; else the local Debian base (made once, then reused)."""
+    if image_exists(wanted) or pull(wanted):
+        return wanted
+    print(f"== {wanted} can't be pulled: building FROM a local Debian base ({LOCAL_BASE})", flush=True)
+    if not image_exists(LOCAL_BASE):
+        make_local_base()
+    return LOCAL_BASE
+
+
+def _ensure_debootstrap() -> str:
+    found = shutil.which("debootstrap")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError("debootstrap is missing (apt-get install debootstrap) and this is not root")
+    print("== apt: installing debootstrap", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
+    return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+
+
+def make_local_base() -> None:
+    """debootstrap a minimal bookworm with python 3.11 and import it as LOCAL_BASE (~40 s)."""
+    debootstrap = _ensure_debootstrap()
+    with tempfile.TemporaryDirectory(prefix="servecompare-base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        cmd = [
+            debootstrap,
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            DEBIAN_SUITE,
+            str(rootfs),
+            DEBIAN_MIRROR,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"debootstrap failed: {(done.stdout + done.stderr)[-2000:]}")
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (rootfs / cache).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "-c", 'CMD ["python"]', "-", LOCAL_BASE], stdin=tar.stdout, capture_output=True
+        )
+        tar.wait()
+        if imported.returncode != 0 or tar.returncode != 0:
+            raise RuntimeError(f"docker import failed: {imported.stderr.decode()[-2000:]}")
+
+
+def _fingerprint(item: ImageWheels, constraints: Path) -> str:
+    h = hashlib.sha256()
+    for part in (item.requirements.read_bytes(), constraints.read_bytes(), repr(item.no_deps).encode()):
+        h.update(part)
+    return h.hexdigest()
+
+
+def wheelhouse(constraints: Path = ROOT / "constraints.txt") -> Path:
+    """`.wheelhouse/<image>/` for every image, downloaded with this interpreter's pip (same platform and Python as
+    the images' 3.11) and the project's pins; a directory is reused while its inputs are unchanged."""
+    for item in IMAGE_WHEELS:
+        dest = WHEELHOUSE / item.name
+        stamp = dest / ".inputs"
+        want = _fingerprint(item, constraints)
+        if stamp.exists() and stamp.read_text() == want:
+            continue
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(dest)]
+        steps = [[*pip, "-r", str(item.requirements), "-c", str(constraints)]]
+        steps += [[*pip, "--no-deps", spec] for spec in item.no_deps]
+        for cmd in steps:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"wheelhouse for {item.name}: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        stamp.write_text(want)
+        size = sum(f.stat().st_size for f in dest.glob("*.whl")) / 2**20
+        print(f"== wheelhouse {item.name}: {len(list(dest.glob('*.whl')))} wheels, {size:.0f} MiB", flush=True)
+    return WHEELHOUSE
