@@ -271,14 +271,20 @@ def locust(compose: Compose) -> str:
     code = int(waited.stdout.strip() or -1)
     logs = lt.run("--profile", "loadtest", "logs", "--no-color", "locust-master").stdout
     (WORK / "locust-master.log").write_text(logs)
-    totals = re.findall(r"Aggregated\s+(\d+)\s+(\d+)\(", logs)
+    totals = last_totals(logs)
     lt.run("--profile", "loadtest", "rm", "-fs", "locust-master", "locust-worker")
     if not totals:
         raise Failed(f"no locust summary in the master's log (exit {code}); see {WORK / 'locust-master.log'}")
-    requests, failures = map(int, totals[-1])
+    requests, failures = map(int, totals)
     if code != 0 or failures or requests == 0:
         raise Failed(f"locust exit {code}: {requests} requests, {failures} failures; see {WORK / 'locust-master.log'}")
     return f"master + 2 workers, {requests} requests in {LOCUST_SECONDS} s, 0 failures"
+
+
+def last_totals(log: str) -> tuple[str, str] | None:
+    """(requests, failures) of the last "Aggregated" row of locust's stats tables in `log`."""
+    found = re.findall(r"Aggregated\s+(\d+)\s+(\d+)\(", log)
+    return found[-1] if found else None
 
 
 def outage(compose: Compose, run: Run) -> str:
