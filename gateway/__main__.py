@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=args.graceful_timeout,
+        # The gateway reads no client address or scheme: X-Forwarded-* rewriting would be per-request cost only.
+        proxy_headers=False,
     )
     return 0
 

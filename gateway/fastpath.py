@@ -1,9 +1,10 @@
 """The prediction routes as plain ASGI: the same handlers as the FastAPI routes (gateway/service.py), without
 FastAPI's routing, dependency solving, Request/Response objects and exception middleware on the hot path.
 
-Installed inside the body-limit middleware (so content type and size are already checked, the body buffered) and
-the metrics middleware (so these requests are counted like any other). Everything else, and any path it does not
-know exactly, goes on to FastAPI. Errors have the gateway's one shape, `{"error": ...}`, with the same statuses.
+Installed in front of FastAPI (gateway/main.py `GatewayApp`), inside the body-limit middleware (so content type
+and size are already checked, the body buffered) and the metrics middleware (so these requests are counted like
+any other). Everything else, and any path it does not know exactly, goes on to FastAPI. Errors have the gateway's
+one shape, `{"error": ...}`, with the same statuses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway import service
 from gateway.errors import GatewayError, GatewayOverloaded, error_body
 
 _JSON = (b"content-type", b"application/json")
+FAST_PATHS = frozenset({"/predict/tf", "/predict/torch", "/predict", "/compare"})
 
 
 def _handler(path: str) -> Any:
@@ -41,7 +43,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class PredictFastPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._routes = {p: _handler(p) for p in ("/predict/tf", "/predict/torch", "/predict", "/compare")}
+        self._routes = {p: _handler(p) for p in FAST_PATHS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self._routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None

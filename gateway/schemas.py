@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
 
 from stack.config import StackConfig
@@ -90,6 +91,23 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"instances": [list(_EXAMPLE_ROW)]}]})  # type: ignore[list-item]
 
     instances: Annotated[list[Row], Field(min_length=1)]
+
+
+class FastPredictRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The same rules as PredictRequest, checked by msgspec (about a third cheaper at 64 rows): the gateway's fast
+    accept. It only ever accepts; anything it refuses goes through PredictRequest, whose verdict and messages are
+    the ones the client gets (gateway/service.py), so it can't change what is valid, only how fast. A property test
+    holds the two to that: whatever this accepts, PredictRequest accepts with the same rows."""
+
+    instances: Annotated[
+        list[
+            Annotated[
+                list[Annotated[float, msgspec.Meta(ge=-FEATURE_ABS_MAX, le=FEATURE_ABS_MAX)]],
+                msgspec.Meta(min_length=_cfg.n_features, max_length=_cfg.n_features),
+            ]
+        ],
+        msgspec.Meta(min_length=1),
+    ]
 
 
 # The handlers read the raw body (validated against PredictRequest from bytes, gateway/service.py), so the request
