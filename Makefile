@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e clean
+.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e scaling clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ soak: install
 
 export: install
 	$(PY) -m export $(ARGS)
+
+# The training side: data-parallel PyTorch DDP vs TensorFlow MultiWorkerMirroredStrategy, N = 1 and 2 by default.
+scaling: install
+	$(PY) -m export.scaling $(ARGS)
 
 up: install
 	$(PY) -m stack up

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, serving_config
+from export import data, device, serving_config, tensorboard
 from stack.config import ROOT, StackConfig
 
 ARCHIVE_HANDLER = ROOT / "export" / "handler.py"
@@ -81,12 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     verbose = not args.quiet
     print(f"== training ({args.train}) on digits: {len(split.x_train)} train / {len(split.x_test)} test rows")
-    tmodel = torch_model.train(split, args.epochs, args.seed, args.runs_dir / f"{stamp}-torch", verbose)
+    print(f"== devices: {device.describe()}; TensorBoard: tensorboard --logdir {args.runs_dir / stamp}")
+    runs = {fw: tensorboard.run_dir(args.runs_dir, stamp, args.train, fw) for fw in tensorboard.FRAMEWORKS}
+    tmodel = torch_model.train(split, args.epochs, args.seed, runs["pytorch"], verbose)
     if args.train == "transfer":
         kmodel = keras_model.build_mlp(cfg.n_features, cfg.n_classes)
         kmodel.set_weights(torch_model.keras_weights(tmodel))
+        keras_model.log_transferred(kmodel, split, runs["tensorflow"], args.epochs - 1)
     else:
-        kmodel = keras_model.train(split, args.epochs, args.seed, args.runs_dir / f"{stamp}-keras", verbose)
+        kmodel = keras_model.train(split, args.epochs, args.seed, runs["tensorflow"], verbose)
 
     print(f"== exporting SavedModel to {cfg.tf_version_dir.relative_to(ROOT)}")
     keras_model.export_savedmodel(kmodel, cfg.tf_version_dir, split.x_test[:8], cfg.model_name)

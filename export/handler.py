@@ -66,6 +66,13 @@ def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[
     return rows
 
 
+def choose_device(gpu_id: Any) -> torch.device:
+    """CUDA (the GPU TorchServe assigned this worker) when present, else the CPU: export/device.py's rule."""
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(gpu_id)}")
+    return torch.device("cpu")
+
+
 class DigitsHandler(BaseHandler):
     """Batches every valid request of a TorchServe batch into one forward pass."""
 
@@ -75,6 +82,9 @@ class DigitsHandler(BaseHandler):
 
     def initialize(self, context: Any) -> None:
         super().initialize(context)
+        self.device = choose_device(context.system_properties.get("gpu_id"))
+        self.model.to(self.device)
+        logger.info("digits model on %s", self.device)
         model_dir = context.system_properties.get("model_dir", ".")
         path = os.path.join(model_dir, SIGNATURE_FILE)
         if os.path.exists(path):

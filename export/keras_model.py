@@ -14,6 +14,8 @@ import keras
 import numpy as np
 
 from export.data import DigitsSplit
+from export.device import tf_device
+from export.tensorboard import ScalarLog
 
 INPUT_NAME = "features"  # the signature's input; unnamed, Keras 3 calls it `keras_tensor`
 OUTPUT_NAME = "output_0"  # Keras 3's name for the single output of the serving signature
@@ -32,20 +34,52 @@ def build_mlp(n_features: int = 64, n_classes: int = 10) -> keras.Model:
 def train(
     split: DigitsSplit, epochs: int = 60, seed: int = 0, log_dir: Path | None = None, verbose: bool = True
 ) -> keras.Model:
+    """On export/device.py's device; TensorBoard scalars named like the PyTorch side's (export/tensorboard.py)."""
+    import tensorflow as tf
+
     keras.utils.set_random_seed(seed)
-    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir))] if log_dir is not None else []
-    model.fit(
-        split.x_train,
-        split.y_train,
-        validation_data=(split.x_test, split.y_test),
-        epochs=epochs,
-        batch_size=32,
-        verbose=2 if verbose else 0,
-        callbacks=callbacks,
-    )
+    callbacks: list[keras.callbacks.Callback] = [_Scalars(log_dir)] if log_dir is not None else []
+    with tf.device(tf_device()):
+        model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        model.fit(
+            split.x_train,
+            split.y_train,
+            validation_data=(split.x_test, split.y_test),
+            epochs=epochs,
+            batch_size=32,
+            verbose=2 if verbose else 0,
+            callbacks=callbacks,
+        )
     return model
+
+
+class _Scalars(keras.callbacks.Callback):
+    """`loss` (training) and `accuracy` (test split) per epoch, the PyTorch side's names."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__()
+        self.log = ScalarLog(log_dir, "tensorflow")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # type: ignore[type-arg]
+        logs = logs or {}
+        self.log.log(epoch, float(logs["loss"]), float(logs["val_accuracy"]))
+
+    def on_train_end(self, logs: dict | None = None) -> None:  # type: ignore[type-arg]
+        self.log.close()
+
+
+def log_transferred(model: keras.Model, split: DigitsSplit, log_dir: Path, step: int) -> None:
+    """transfer mode: Keras does not train; its run gets the transferred model's loss and accuracy at the last
+    epoch, so both frameworks have a run to overlay."""
+    probs = predict(model, split.x_train)
+    loss = float(-np.log(np.clip(probs[np.arange(len(probs)), split.y_train], 1e-12, None)).mean())
+    acc = float((predict(model, split.x_test).argmax(1) == split.y_test).mean())
+    log = ScalarLog(log_dir, "tensorflow")
+    log.log(step, loss, acc)
+    log.close()
 
 
 def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from export.data import DigitsSplit
+from export.device import torch_device
+from export.tensorboard import ScalarLog
 
 HIDDEN = 64
 
@@ -35,21 +37,19 @@ def train(
     log_dir: Path | None = None,
     verbose: bool = True,
 ) -> nn.Sequential:
-    """Adam on cross-entropy; the softmax layer stays in the model, so train on its log."""
+    """Adam on cross-entropy; the softmax layer stays in the model, so train on its log. On export/device.py's
+    device; the model comes back on the CPU (export and weight exchange)."""
     torch.manual_seed(seed)
-    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1)
+    device = torch_device()
+    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x = torch.from_numpy(split.x_train)
-    y = torch.from_numpy(split.y_train)
+    x = torch.from_numpy(split.x_train).to(device)
+    y = torch.from_numpy(split.y_train).to(device)
     generator = torch.Generator().manual_seed(seed)
-    writer = None
-    if log_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(log_dir))
+    writer = ScalarLog(log_dir, "pytorch") if log_dir is not None else None
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(x), generator=generator)
+        order = torch.randperm(len(x), generator=generator).to(device)
         total = 0.0
         for start in range(0, len(x), 32):
             idx = order[start : start + 32]
@@ -61,20 +61,20 @@ def train(
             total += float(loss.detach()) * len(idx)
         acc = accuracy(model, split.x_test, split.y_test)
         if writer is not None:
-            writer.add_scalar("loss/train", total / len(x), epoch)
-            writer.add_scalar("accuracy/test", acc, epoch)
+            writer.log(epoch, total / len(x), acc)
         if verbose and (epoch % 10 == 9 or epoch == epochs - 1):
             print(f"  [torch] epoch {epoch + 1:3d}/{epochs}  loss {total / len(x):.4f}  test acc {acc:.4f}")
     if writer is not None:
         writer.close()
     model.eval()
-    return model
+    return model.cpu()
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     model.eval()
-    return model(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+    where = next(model.parameters()).device
+    return model(torch.from_numpy(np.asarray(x, dtype=np.float32)).to(where)).cpu().numpy()
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:

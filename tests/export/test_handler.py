@@ -111,3 +111,18 @@ def test_the_handler_bounds_values_like_the_gateway() -> None:
     from gateway.schemas import FEATURE_ABS_MAX as gateway_bound
 
     assert handler_bound == gateway_bound
+
+
+def test_the_handler_picks_its_device_like_the_trainers(monkeypatch, handler_and_dir) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from export import device
+    from export.handler import choose_device
+
+    handler, _, _ = handler_and_dir
+    assert handler.device == torch.device("cpu")  # no GPU here (gpu_id None in the fixture's Context)
+    assert str(next(handler.model.parameters()).device) == "cpu"
+    assert choose_device(None) == torch.device("cpu")
+    assert choose_device(0) == device.torch_device() == torch.device("cpu")  # CUDA absent: CPU, as the trainers
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device(1) == torch.device("cuda:1") and device.torch_device() == torch.device("cuda")

@@ -1,0 +1,140 @@
+"""`python -m export.scaling [--workers 1,2] [--epochs 20]`: see export/scaling/__init__.py.
+
+Runs, for each N interleaved across frameworks (N=1 pytorch, N=1 tensorflow, N=2 pytorch, ...), N worker processes
+on loopback, bounded in time (`--timeout` per run), stopped with their process group on Ctrl-C/SIGTERM or when this
+command dies; then writes reports/scaling-<time>/ (report.md, scaling.png, summary.json) and TensorBoard runs
+under runs/<time>/scaling-n<N>-<framework>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from export import tensorboard
+from export.scaling.plan import Plan
+from stack.config import ROOT
+from stack.launcher import free_port
+from stack.lifecycle import die_with_parent, stop_on_signals
+
+MODULES = {"pytorch": "export.scaling.torch_ddp", "tensorflow": "export.scaling.tf_multiworker"}
+
+
+def free_ports(count: int) -> int:
+    """A base port with `count` consecutive free ports (the TF cluster spec names one per worker)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no run of free loopback ports")
+
+
+def _free(port: int) -> bool:
+    from stack.launcher import port_free
+
+    return port_free("127.0.0.1", port)
+
+
+def run_workers(plan: Plan, work: Path, log_dir: Path | None, timeout_s: float) -> dict:  # type: ignore[type-arg]
+    """Start the plan's N workers, wait for all (at most `timeout_s`), return rank 0's result."""
+    port = free_ports(plan.workers)
+    out = work / f"{plan.framework}-n{plan.workers}.json"
+    out.unlink(missing_ok=True)
+    procs = []
+    logs = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    for rank in range(plan.workers):
+        cmd = [
+            sys.executable, "-m", MODULES[plan.framework], "--framework", plan.framework,
+            "--rank", str(rank), "--workers", str(plan.workers), "--port", str(port), "--epochs", str(plan.epochs),
+            "--seed", str(plan.seed), "--global-batch", str(plan.global_batch), "--out", str(out),
+        ]  # fmt: skip
+        if plan.train_rows:
+            cmd += ["--train-rows", str(plan.train_rows)]
+        if log_dir is not None:
+            cmd += ["--log-dir", str(log_dir)]
+        log = open(work / f"{plan.framework}-n{plan.workers}-rank{rank}.log", "w")  # noqa: SIM115
+        logs.append(log)
+        popen = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        procs.append(popen)
+    try:
+        deadline = time.monotonic() + timeout_s
+        for rank, proc in enumerate(procs):
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            if code != 0:
+                raise RuntimeError(
+                    f"{plan.framework} N={plan.workers}: worker {rank} exited {code}; see {logs[rank].name}"
+                )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{plan.framework} N={plan.workers}: not done within {timeout_s:.0f} s") from exc
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for log in logs:
+            log.close()
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.scaling", description=__doc__.split("\n")[0])
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
+    p.add_argument("--frameworks", default="pytorch,tensorflow")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-rows", type=int, default=None, help="a prefix of the training split (quick runs)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per (framework, N) run")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/scaling-<time>)")
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs", help="TensorBoard logs")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from export.device import describe
+    from export.scaling.report import write_report
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or ROOT / "reports" / f"scaling-{stamp}"
+    work = out / "workers"
+    work.mkdir(parents=True, exist_ok=True)
+    counts = [int(n) for n in args.workers.split(",")]
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    results = []
+    try:
+        with stop_on_signals():
+            for n in counts:
+                for fw in frameworks:
+                    plan = Plan(fw, n, args.epochs, args.seed, train_rows=args.train_rows)
+                    log_dir = tensorboard.run_dir(args.runs_dir, stamp, f"scaling-n{n}", fw)
+                    print(f"== {fw}: {n} worker(s), global batch {plan.global_batch}, {plan.epochs} epochs", flush=True)
+                    result = run_workers(plan, work, log_dir, args.timeout)
+                    result["plan"] = asdict(plan)
+                    results.append(result)
+                    eps = sorted(result["epoch_seconds"][1:] or result["epoch_seconds"])
+                    print(
+                        f"   median epoch {eps[len(eps) // 2]:.3f} s, test accuracy {result['accuracies'][-1]:.4f}",
+                        flush=True,
+                    )
+    except KeyboardInterrupt:
+        print("== interrupted: workers stopped", file=sys.stderr)
+        return 130
+    report = write_report(results, out, devices=describe(), tensorboard_dir=args.runs_dir / stamp)
+    print(f"== report: {report}")
+    print(f"== TensorBoard: tensorboard --logdir {args.runs_dir / stamp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
