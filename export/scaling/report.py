@@ -138,7 +138,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"- {fw}: {'; '.join(parts)}{eff}{verdict}; final test accuracy {top['final_accuracy']:.4f}{agree}."
         )
     out.append(
-        "- This model is tiny (about 5k weights, 18 µs of compute per row): a step's all-reduce and process "
+        "- This model is tiny (about 9k weights, 18 µs of compute per row): a step's all-reduce and process "
         "coordination cost as much as its compute, so adding workers on one 2-core machine mostly adds "
         "communication. The figures show each framework's data-parallel overhead more than its compute speed."
     )
