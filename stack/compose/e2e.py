@@ -8,6 +8,9 @@ Steps (each timed; the last line says what passed or where it failed):
   predict  both backends through the gateway (labels checked against the reference file), /readyz, /compare
   locust   the loadtest profile headless: master + 2 workers, ~20 s, every answer checked, 0 failures
   outage   TorchServe stopped: /predict/torch answers 503 fast and /predict/tf stays right; started: recovery
+  k8s pods the k8s local overlay's tf-serving, torchserve and gateway pods run under Docker with their pods'
+           constraints (uid, read-only root, emptyDirs, configMaps, no capabilities); probes pass; predictions
+           through the gateway Service are right (stack/compose/k8s_pods.py)
   down     `down -v`, and nothing of the project is left (containers, networks, volumes)
 """
 
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         ("predict", lambda: predict(run)),
         ("locust", lambda: locust(compose)),
         ("outage", lambda: outage(compose, run)),
+        ("k8s pods", lambda: k8s_pods(compose)),
     ]
     failure: tuple[str, Exception] | None = None
     current = "engine"
@@ -312,6 +316,18 @@ def outage(compose: Compose, run: Run) -> str:
         f"torchserve stopped in {stop_s:.1f} s; /predict/torch 503 in {took * 1000:.0f} ms, /predict/tf unaffected; "
         f"recovered {recovered:.0f} s after start"
     )
+
+
+def k8s_pods(compose: Compose) -> str:
+    """The k8s manifests' containers under their pods' constraints (stack/compose/k8s_pods.py)."""
+    import shutil
+
+    from stack.compose.k8s_pods import run_pods
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise Failed("kubectl is missing (scripts/install-validators.sh installs it)")
+    return run_pods(kubectl, compose.env["PYTHON_BASE_IMAGE"])
 
 
 def down(compose: Compose) -> str:

@@ -44,3 +44,31 @@ def test_loadtest_override_is_headless_bounded_and_never_restarts(tmp_path: Path
 )
 def test_the_locust_summary_is_read_from_the_last_table(log: str, totals: tuple[str, str]) -> None:
     assert e2e.last_totals(log) == totals
+
+
+def test_k8s_pods_run_with_their_pods_constraints() -> None:
+    """How each k8s container is started under Docker (the run itself is in the e2e): the pod's user, read-only
+    root, no capabilities, its mounts, its command, the TF container's substitution said out loud."""
+    from stack.compose import k8s_pods
+    from stack.config import ROOT, StackConfig
+
+    cfg = StackConfig.load()
+    docs = k8s_pods.render(tool("kubectl"), ROOT / "k8s" / "overlays" / "local")
+    pods = k8s_pods.PodRun(docs, {cfg.tf_serving_image: "compat:1"}, "base:1")
+    spec = pods.deployments()["torchserve"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: f"type=volume,source=v-{v['name']}" for v in spec["volumes"]}
+    args = pods._run_args("torchserve", spec, spec["containers"][0], volumes, detach=True)
+    line = " ".join(args)
+    assert "--user 10001:10001" in line and "--group-add 10001" in line and "--read-only" in args
+    assert "--cap-drop ALL" in line and "no-new-privileges" in line
+    assert "type=volume,source=v-config,target=/home/model-server/config,readonly" in line
+    assert "--network container:k8s-torchserve" in line
+    assert args[args.index("--entrypoint") + 1] == "python" and "torchserve_entrypoint.py" in line
+    spec = pods.deployments()["tf-serving"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: "type=volume,source=x" for v in spec["volumes"]}
+    tf_args = pods._run_args("tf-serving", spec, spec["containers"][0], volumes, detach=True)
+    assert tf_args[tf_args.index("--entrypoint") + 1 : tf_args.index("--entrypoint") + 5] == [
+        "python", "compat:1", "-m", "stack.tfserving_compat",
+    ]  # fmt: skip
+    assert "--model_config_file=/config/models.config" in tf_args and pods.notes
+    assert pods.aliases(pods.deployments()["gateway"]["spec"]["template"]["metadata"]["labels"]) == ["gateway"]

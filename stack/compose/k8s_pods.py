@@ -1,0 +1,248 @@
+"""The k8s pods under Docker with their pods' constraints: what a cluster would catch, without a cluster.
+
+Each Deployment of the rendered `local` overlay runs as a pod: a holder container owns the network namespace and
+answers to the Services' names on one Docker network; init containers run to completion first; every container
+runs with its pod spec's image, command, args, env and mounts, as its runAsUser/runAsGroup (+ fsGroup), with a
+read-only root filesystem where the spec says so, no capabilities and no-new-privileges. emptyDirs are fresh
+0777 volumes (as the kubelet makes them), configMaps are their files mounted read-only. Then every readiness and
+liveness probe must pass, and a prediction through the gateway's Service must be right on both backends.
+
+Substitutions where the registry can't give an image, said in the output: the TF Serving container runs the
+compatible server (`python -m stack.tfserving_compat`, the same args), TorchServe the self-built image, the models
+image is built on the local base.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stack.config import MODELS_DIR, ROOT, StackConfig
+
+LABEL = "servecompare-k8s-pods"
+NETWORK = "servecompare-k8s-pods"
+COMPAT_COMMAND = [
+    "python", "-m", "stack.tfserving_compat", "--rest_api_bind_address=0.0.0.0", "--grpc_bind_address=0.0.0.0",
+]  # fmt: skip
+PODS = ("tf-serving", "torchserve", "gateway")
+
+
+class PodFailure(RuntimeError):
+    pass
+
+
+def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise PodFailure(f"docker {' '.join(args[:3])}...: {(done.stdout + done.stderr)[-1500:]}")
+    return done
+
+
+def render(kubectl: str, overlay: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@dataclass
+class PodRun:
+    docs: list[dict[str, Any]]
+    images: dict[str, str]  # manifest image -> local image
+    holder_image: str
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="k8s-pods-")))
+    notes: list[str] = field(default_factory=list)
+
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        return {d["metadata"]["name"]: d for d in self.docs if d["kind"] == "Deployment"}
+
+    def config_maps(self) -> dict[str, dict[str, str]]:
+        return {d["metadata"]["name"]: d.get("data", {}) for d in self.docs if d["kind"] == "ConfigMap"}
+
+    def aliases(self, labels: dict[str, str]) -> list[str]:
+        """The Services whose selector picks these pod labels: the names other pods reach it by."""
+        return [
+            d["metadata"]["name"]
+            for d in self.docs
+            if d["kind"] == "Service" and d["spec"].get("selector", {}).items() <= labels.items()
+        ]
+
+    def start(self, name: str) -> None:
+        dep = self.deployments()[name]
+        spec = dep["spec"]["template"]["spec"]
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        holder = f"k8s-{name}"
+        net = ["--network", NETWORK] + [a for alias in self.aliases(labels) for a in ("--network-alias", alias)]
+        _docker("run", "-d", "--name", holder, "--label", LABEL, *net, "--entrypoint", "sleep", self.holder_image,
+                "infinity")  # fmt: skip
+        volumes = self._volumes(name, spec)
+        for ctr in spec.get("initContainers", []):
+            done = _docker(*self._run_args(name, spec, ctr, volumes, detach=False), check=False, timeout=300)
+            if done.returncode != 0:
+                raise PodFailure(f"{name}: init container {ctr['name']} exited {done.returncode}: {done.stderr[-800:]}")
+        for ctr in spec["containers"]:
+            _docker(*self._run_args(name, spec, ctr, volumes, detach=True))
+
+    def _volumes(self, pod: str, spec: dict[str, Any]) -> dict[str, str]:
+        """volume name -> a docker --mount source spec (without target)."""
+        out = {}
+        maps = self.config_maps()
+        for vol in spec.get("volumes", []):
+            if "emptyDir" in vol:
+                vname = f"k8s-{pod}-{vol['name']}"
+                _docker("volume", "create", "--label", LABEL, vname)
+                # the kubelet makes an emptyDir 0777: so does this (a new Docker volume is root's 0755)
+                _docker("run", "--rm", "-v", f"{vname}:/v", "--entrypoint", "chmod", self.holder_image, "0777", "/v")
+                out[vol["name"]] = f"type=volume,source={vname}"
+            elif "configMap" in vol:
+                folder = self.work / pod / vol["name"]
+                folder.mkdir(parents=True, exist_ok=True)
+                folder.chmod(0o755)
+                for key, text in maps[vol["configMap"]["name"]].items():
+                    (folder / key).write_text(text)
+                    (folder / key).chmod(0o644)
+                out[vol["name"]] = f"type=bind,source={folder}"
+            else:
+                raise PodFailure(f"{pod}: volume kind {sorted(vol)} is not simulated")
+        return out
+
+    def _run_args(
+        self, pod: str, spec: dict[str, Any], ctr: dict[str, Any], volumes: dict[str, str], detach: bool
+    ) -> list[str]:
+        psc, csc = spec.get("securityContext", {}), ctr.get("securityContext", {})
+        uid = csc.get("runAsUser", psc.get("runAsUser"))
+        gid = csc.get("runAsGroup", psc.get("runAsGroup"))
+        args = ["run", "--name", f"k8s-{pod}-{ctr['name']}", "--label", LABEL, "--network", f"container:k8s-{pod}"]
+        args += ["-d"] if detach else ["--rm"]
+        if uid is not None:
+            args += ["--user", f"{uid}:{gid if gid is not None else uid}"]
+        if psc.get("fsGroup") is not None:
+            args += ["--group-add", str(psc["fsGroup"])]
+        if csc.get("readOnlyRootFilesystem"):
+            args.append("--read-only")
+        if "ALL" in csc.get("capabilities", {}).get("drop", []):
+            args += ["--cap-drop", "ALL"]
+        if csc.get("allowPrivilegeEscalation") is False:
+            args += ["--security-opt", "no-new-privileges"]
+        for env in ctr.get("env", []):
+            if "value" in env:
+                args += ["-e", f"{env['name']}={env['value']}"]
+        for m in ctr.get("volumeMounts", []):
+            ro = ",readonly" if m.get("readOnly") else ""
+            args += ["--mount", f"{volumes[m['name']]},target={m['mountPath']}{ro}"]
+        image = ctr["image"]
+        command = ctr.get("command")
+        if command and command[0] == "tensorflow_model_server" and self.images.get(image, image) != image:
+            command = COMPAT_COMMAND
+            self.notes.append(f"{pod}/{ctr['name']}: tensorflow_model_server -> the compatible server, same args")
+        local = self.images.get(image, image)
+        if command:
+            args += ["--entrypoint", command[0], local, *command[1:], *ctr.get("args", [])]
+        else:
+            args += [local, *ctr.get("args", [])]
+        return args
+
+    def probe(self, pod: str, ctr: dict[str, Any], kind: str) -> tuple[bool, str]:
+        spec = ctr.get(kind)
+        if not spec:
+            return True, "none"
+        if "httpGet" in spec:
+            port = _port(ctr, spec["httpGet"]["port"])
+            url = f"http://127.0.0.1:{port}{spec['httpGet']['path']}"
+            code = f"import sys,urllib.request as u; sys.exit(u.urlopen({url!r}, timeout=3).status >= 400)"
+            done = _docker("exec", f"k8s-{pod}", "python", "-c", code, check=False, timeout=20)
+            return done.returncode == 0, url
+        if "exec" in spec:
+            done = _docker("exec", f"k8s-{pod}-{ctr['name']}", *spec["exec"]["command"], check=False, timeout=20)
+            return done.returncode == 0, "exec"
+        if "tcpSocket" in spec:
+            port = _port(ctr, spec["tcpSocket"]["port"])
+            code = f"import socket; socket.create_connection(('127.0.0.1', {port!r}), 3)"
+            return _docker("exec", f"k8s-{pod}", "python", "-c", code, check=False).returncode == 0, "tcp"
+        raise PodFailure(f"{pod}: probe {spec} is not simulated")
+
+    def wait_ready(self, pod: str, timeout: float) -> None:
+        spec = self.deployments()[pod]["spec"]["template"]["spec"]
+        deadline = time.monotonic() + timeout
+        pending = {c["name"]: c for c in spec["containers"]}
+        while pending:
+            for name, ctr in list(pending.items()):
+                state = _docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", f"k8s-{pod}-{name}").stdout
+                if not state.startswith("running"):
+                    logs = _docker("logs", "--tail", "30", f"k8s-{pod}-{name}", check=False)
+                    raise PodFailure(f"{pod}/{name} is {state.strip()}: {(logs.stdout + logs.stderr)[-2000:]}")
+                ready, _ = self.probe(pod, ctr, "readinessProbe")
+                if ready:
+                    live, what = self.probe(pod, ctr, "livenessProbe")
+                    if not live:
+                        raise PodFailure(f"{pod}/{name}: ready but its livenessProbe ({what}) fails")
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(pending)
+                tails = "".join(_docker("logs", "--tail", "20", f"k8s-{pod}-{n}", check=False).stderr for n in pending)
+                raise PodFailure(f"{pod}: {names} not ready within {timeout:.0f} s: {tails[-2000:]}")
+            time.sleep(1)
+
+    def predict_through_gateway(self, rows: list[list[float]], expected: dict[str, list[int]]) -> None:
+        """From the gateway pod's network namespace, through its Service name, as a client in the cluster."""
+        for backend in ("tf", "torch"):
+            body = json.dumps({"instances": rows})
+            code = (
+                "import json,sys,urllib.request as u; "
+                f"r=u.Request('http://gateway:8000/predict/{backend}', data={body!r}.encode(), "
+                "headers={'Content-Type':'application/json'}); print(u.urlopen(r, timeout=10).read().decode())"
+            )
+            done = _docker("exec", "k8s-gateway", "python", "-c", code, check=False, timeout=30)
+            if done.returncode != 0:
+                raise PodFailure(f"gateway -> {backend}: {done.stderr[-800:]}")
+            labels = json.loads(done.stdout)["labels"]
+            if labels != expected[backend]:
+                raise PodFailure(f"gateway -> {backend}: labels {labels} != {expected[backend]}")
+
+
+def _port(ctr: dict[str, Any], port: int | str) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    return int(next(p["containerPort"] for p in ctr.get("ports", []) if p.get("name") == port))
+
+
+def cleanup() -> None:
+    ids = _docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
+    if ids:
+        _docker("rm", "-f", *ids, check=False)
+    vols = _docker("volume", "ls", "-q", "--filter", f"label={LABEL}", check=False).stdout.split()
+    if vols:
+        _docker("volume", "rm", "-f", *vols, check=False)
+    _docker("network", "rm", NETWORK, check=False)
+
+
+def run_pods(kubectl: str, base: str, timeout: float = 240) -> str:
+    """Build what the pods need, run tf-serving, torchserve and gateway as pods, check them; always clean up."""
+    cfg = StackConfig.load()
+    _docker("build", "-q", "-f", "models/Dockerfile", "--build-arg", f"BASE_IMAGE={base}", "-t",
+            "servecompare-models:1", str(ROOT), timeout=300)  # fmt: skip
+    images = {cfg.tf_serving_image: "servecompare-tfserving-compat:0.1.0",
+              cfg.torchserve_image: "servecompare-torchserve:0.12.0-cpu"}  # fmt: skip
+    run = PodRun(render(kubectl, ROOT / "k8s" / "overlays" / "local"), images, base)
+    cleanup()
+    _docker("network", "create", "--label", LABEL, NETWORK)
+    try:
+        for pod in PODS:
+            run.start(pod)
+        for pod in PODS:
+            run.wait_ready(pod, timeout)
+        ref = json.loads((MODELS_DIR / "reference" / "digits_test.json").read_text())
+        n = 8
+        run.predict_through_gateway(
+            ref["rows"][:n], {"tf": ref["expected"][:n], "torch": ref.get("expected_torch", ref["expected"])[:n]}
+        )
+    finally:
+        cleanup()
+    subs = "; ".join(run.notes) or "none"
+    return f"{', '.join(PODS)} ready as non-root, read-only, no capabilities; predictions right (substituted: {subs})"
