@@ -12,33 +12,33 @@ from pathlib import Path
 
 import numpy as np
 
-from export import data, device, serving_config, tensorboard
+from export import data, serving_config
 from stack.config import ROOT, StackConfig
+from stack.registry import ModelSpec, load_registry
 
 ARCHIVE_HANDLER = ROOT / "export" / "handler.py"
-REFERENCE_FILE = ROOT / "models" / "reference" / "digits_test.json"
 
 
-def build_mar(cfg: StackConfig, torchscript: Path, workdir: Path) -> Path:
+def build_mar(spec: ModelSpec, torchscript: Path, workdir: Path) -> Path:
     signature = workdir / "signature.json"
-    signature.write_text(json.dumps({"n_features": cfg.n_features, "n_classes": cfg.n_classes}))
-    cfg.mar_path.parent.mkdir(parents=True, exist_ok=True)
+    signature.write_text(json.dumps({"n_features": spec.width, "n_classes": spec.classes}))
+    spec.mar.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         str(Path(sys.executable).parent / "torch-model-archiver"),
-        "--model-name", cfg.model_name,
-        "--version", serving_config.ts_model_version(cfg),
+        "--model-name", spec.name,
+        "--version", serving_config.ts_model_version(spec.version),
         "--serialized-file", str(torchscript),
         "--handler", str(ARCHIVE_HANDLER),
         "--extra-files", str(signature),
-        "--export-path", str(cfg.mar_path.parent),
+        "--export-path", str(spec.mar.parent),
         "--force",
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
-    return cfg.mar_path
+    return spec.mar
 
 
 def write_reference(
-    split: data.DigitsSplit, expected_tf: np.ndarray, expected_torch: np.ndarray, path: Path = REFERENCE_FILE
+    split: data.DigitsSplit, expected_tf: np.ndarray, expected_torch: np.ndarray, path: Path
 ) -> Path:
     """The load tests' payload: test rows, true labels, and each exported model's own answers to check against.
 
@@ -68,51 +68,70 @@ def main(argv: list[str] | None = None) -> int:
         help="transfer (default): train once in PyTorch and copy the weights into Keras, so both servers "
         "compute the same function; native: train each framework on its own (to compare training too)",
     )
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument(
+        "--model", action="append", default=None, help="a registered builtin model (repeatable; default: all)"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default: the registry's, per model")
     parser.add_argument("--seed", type=int, default=data.SEED)
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs", help="TensorBoard logs")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    from export import keras_model, torch_model  # heavy imports after --help
-
+    registry = load_registry()
+    chosen = [m for m in registry if m.builtin and (args.model is None or m.name in args.model)]
+    unknown = set(args.model or []) - {m.name for m in chosen}
+    if unknown:
+        builtins = ", ".join(m.name for m in registry if m.builtin)
+        parser.error(f"not a registered builtin model: {', '.join(sorted(unknown))} (builtin: {builtins})")
     cfg = StackConfig.load()
-    split = data.load_split(args.seed)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    verbose = not args.quiet
-    print(f"== training ({args.train}) on digits: {len(split.x_train)} train / {len(split.x_test)} test rows")
-    print(f"== devices: {device.describe()}; TensorBoard: tensorboard --logdir {args.runs_dir / stamp}")
-    runs = {fw: tensorboard.run_dir(args.runs_dir, stamp, args.train, fw) for fw in tensorboard.FRAMEWORKS}
-    tmodel = torch_model.train(split, args.epochs, args.seed, runs["pytorch"], verbose)
-    if args.train == "transfer":
-        kmodel = keras_model.build_mlp(cfg.n_features, cfg.n_classes)
-        kmodel.set_weights(torch_model.keras_weights(tmodel))
-        keras_model.log_transferred(kmodel, split, runs["tensorflow"], args.epochs - 1)
-    else:
-        kmodel = keras_model.train(split, args.epochs, args.seed, runs["tensorflow"], verbose)
+    for spec in chosen:
+        export_model(spec, args.train, args.epochs or spec.epochs, args.seed, args.runs_dir, stamp, not args.quiet)
+    for path in serving_config.write_all(cfg, registry):
+        print(f"   wrote {path.relative_to(ROOT)}")
+    return 0
 
-    print(f"== exporting SavedModel to {cfg.tf_version_dir.relative_to(ROOT)}")
-    keras_model.export_savedmodel(kmodel, cfg.tf_version_dir, split.x_test[:8], cfg.model_name)
-    print(f"== exporting TorchScript + .mar to {cfg.mar_path.relative_to(ROOT)}")
+
+def export_model(
+    spec: ModelSpec, train: str, epochs: int, seed: int, runs_dir: Path, stamp: str, verbose: bool
+) -> None:
+    from export import device, keras_model, tensorboard, torch_model  # heavy imports after --help
+
+    assert spec.hidden is not None
+    split = data.load_split(seed)
+    print(f"== {spec.name}: hidden {spec.hidden}, training ({train}) on digits: {len(split.x_train)} train / "
+          f"{len(split.x_test)} test rows, {epochs} epochs")  # fmt: skip
+    print(f"   devices: {device.describe()}; TensorBoard: tensorboard --logdir {runs_dir / stamp}")
+    mode = train if spec.name == load_registry()[0].name else f"{train}-{spec.name}"
+    runs = {fw: tensorboard.run_dir(runs_dir, stamp, mode, fw) for fw in tensorboard.FRAMEWORKS}
+    lr = spec.lr
+    tmodel = torch_model.train(split, epochs, seed, runs["pytorch"], verbose, hidden=spec.hidden, lr=lr)
+    if train == "transfer":
+        kmodel = keras_model.build_mlp(spec.width, spec.classes, spec.hidden)
+        kmodel.set_weights(torch_model.keras_weights(tmodel))
+        keras_model.log_transferred(kmodel, split, runs["tensorflow"], epochs - 1)
+    else:
+        kmodel = keras_model.train(split, epochs, seed, runs["tensorflow"], verbose, hidden=spec.hidden, lr=lr)
+
+    print(f"== exporting SavedModel to {spec.tf_version_dir}")
+    keras_model.export_savedmodel(kmodel, spec.tf_version_dir, split.x_test[:8], spec.name)
+    print(f"== exporting TorchScript + .mar to {spec.mar}")
     with tempfile.TemporaryDirectory() as tmp:
         ts_path = torch_model.save_torchscript(tmodel, Path(tmp) / "model.pt")
-        build_mar(cfg, ts_path, Path(tmp))
-    for path in serving_config.write_all(cfg):
-        print(f"   wrote {path.relative_to(ROOT)}")
+        build_mar(spec, ts_path, Path(tmp))
 
-    _, serve = keras_model.load_serving_fn(cfg.tf_version_dir)
+    _, serve = keras_model.load_serving_fn(spec.tf_version_dir)
     tf_probs = serve(**{keras_model.INPUT_NAME: split.x_test})[keras_model.OUTPUT_NAME].numpy()
     torch_probs = torch_model.predict(tmodel, split.x_test)
     tf_acc = float((tf_probs.argmax(1) == split.y_test).mean())
     torch_acc = float((torch_probs.argmax(1) == split.y_test).mean())
     diff = float(np.abs(tf_probs - torch_probs).max())
-    write_reference(split, tf_probs.argmax(1), torch_probs.argmax(1))
-    print(f"== test accuracy: SavedModel {tf_acc:.4f}, TorchScript {torch_acc:.4f}")
+    write_reference(split, tf_probs.argmax(1), torch_probs.argmax(1), spec.reference)
+    print(f"== {spec.name} test accuracy: SavedModel {tf_acc:.4f}, TorchScript {torch_acc:.4f}")
     print(
         f"== max |p_tf - p_torch| on the test split: {diff:.2e}; argmax agree: "
         f"{bool((tf_probs.argmax(1) == torch_probs.argmax(1)).all())}"
     )
-    return 0
 
 
 if __name__ == "__main__":

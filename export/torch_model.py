@@ -15,15 +15,14 @@ from export.tensorboard import ScalarLog
 HIDDEN = 64
 
 
-def build_mlp(n_features: int = 64, n_classes: int = 10) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(n_features, HIDDEN),
-        nn.ReLU(),
-        nn.Linear(HIDDEN, HIDDEN),
-        nn.ReLU(),
-        nn.Linear(HIDDEN, n_classes),
-        nn.Softmax(dim=1),
-    )
+def build_mlp(n_features: int = 64, n_classes: int = 10, hidden: tuple[int, ...] = (HIDDEN, HIDDEN)) -> nn.Sequential:
+    """Linear+ReLU per hidden width, then Linear and softmax: the seed MLP is (64, 64), the wide one (2048, 2048)."""
+    layers: list[nn.Module] = []
+    width = n_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, n_classes), nn.Softmax(dim=1))
 
 
 def linear_layers(model: nn.Sequential) -> list[nn.Linear]:
@@ -36,13 +35,15 @@ def train(
     seed: int = 0,
     log_dir: Path | None = None,
     verbose: bool = True,
+    hidden: tuple[int, ...] = (HIDDEN, HIDDEN),
+    lr: float = 1e-2,
 ) -> nn.Sequential:
     """Adam on cross-entropy; the softmax layer stays in the model, so train on its log. On export/device.py's
     device; the model comes back on the CPU (export and weight exchange)."""
     torch.manual_seed(seed)
     device = torch_device()
-    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model = build_mlp(split.x_train.shape[1], int(split.y_train.max()) + 1, hidden).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     x = torch.from_numpy(split.x_train).to(device)
     y = torch.from_numpy(split.y_train).to(device)
     generator = torch.Generator().manual_seed(seed)

@@ -25,7 +25,8 @@ import httpx
 
 from export import serving_config
 from stack import lifecycle
-from stack.config import ROOT, TF_MODEL_BASE, TORCH_MODEL_STORE, StackConfig
+from stack.config import ROOT, TORCH_MODEL_STORE, StackConfig
+from stack.registry import ModelSpec, load_registry
 from stack.tfserving_compat import DISPLAY_NAME as COMPAT_NAME
 
 BIN = Path(sys.executable).parent
@@ -114,8 +115,10 @@ class NativeStack:
         run_dir: Path | None = None,
         gateway_env: dict[str, str] | None = None,
         owned: bool = True,
+        models: list[ModelSpec] | None = None,
     ) -> None:
         self.cfg = cfg or StackConfig.load()
+        self.models = models or load_registry()  # the default model first
         self.gateway_env = gateway_env or {}
         self.owned = owned
         self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR") or ROOT / ".run").resolve()
@@ -125,7 +128,7 @@ class NativeStack:
     def _tf_service(self) -> Service:
         cfg, conf = self.cfg, self.run_dir / "conf"
         models_config = conf / "models.config"
-        models_config.write_text(serving_config.tf_models_config(cfg, base_path=str(TF_MODEL_BASE)))
+        models_config.write_text(serving_config.tf_models_config(self.models, base_path=None))
         args = [
             f"--port={cfg.tf_grpc_port}",
             f"--rest_api_port={cfg.tf_rest_port}",
@@ -150,10 +153,15 @@ class NativeStack:
             ]
             name = "tfserving-compat"
 
+        names = [m.name for m in self.models]
+
         def ready() -> tuple[bool, str]:
-            r = httpx.get(f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}", timeout=2)
-            states = [s["state"] for s in r.json().get("model_version_status", [])] if r.status_code == 200 else []
-            return "AVAILABLE" in states, f"model status {r.status_code} {states}"
+            seen = {}
+            for name in names:
+                r = httpx.get(f"{cfg.tf_rest_url}/v1/models/{name}", timeout=2)
+                ok = r.status_code == 200
+                seen[name] = [s["state"] for s in r.json().get("model_version_status", [])] if ok else r.status_code
+            return all(isinstance(s, list) and "AVAILABLE" in s for s in seen.values()), f"model status {seen}"
 
         return Service(
             name,
@@ -166,13 +174,20 @@ class NativeStack:
 
     def _torchserve_service(self) -> Service:
         cfg = self.cfg
+        names = [m.name for m in self.models]
         ts_dir = self.run_dir / "torchserve"
         for sub in ("logs", "tmp"):
             (ts_dir / sub).mkdir(parents=True, exist_ok=True)
+        # The served models' archives, wherever the registry keeps them, in one model store of this run.
+        store = ts_dir / "model-store"
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir(parents=True)
+        for m in self.models:
+            (store / m.mar.name).symlink_to(m.mar)
         config = self.run_dir / "conf" / "config.properties"
         config.write_text(
             serving_config.ts_config_properties(
-                cfg, model_store=str(TORCH_MODEL_STORE), log4j=str(TORCH_MODEL_STORE / "log4j2.xml")
+                cfg, self.models, model_store=str(store), log4j=str(TORCH_MODEL_STORE / "log4j2.xml")
             )
         )
         # Under the container entrypoint, in its process group: a SIGTERM to the group (or to the wrapper alone, from a
@@ -188,7 +203,7 @@ class NativeStack:
             "--ncs",
             "--disable-token-auth",
             "--model-store",
-            str(TORCH_MODEL_STORE),
+            str(store),
             "--ts-config",
             str(config),
         ]
@@ -200,9 +215,12 @@ class NativeStack:
         }
 
         def ready() -> tuple[bool, str]:
-            r = httpx.get(f"{cfg.ts_management_url}/models/{cfg.model_name}", timeout=2)
-            workers = [w["status"] for m in r.json() for w in m.get("workers", [])] if r.status_code == 200 else []
-            return "READY" in workers, f"workers {workers}"
+            seen = {}
+            for name in names:
+                r = httpx.get(f"{cfg.ts_management_url}/models/{name}", timeout=2)
+                ok = r.status_code == 200
+                seen[name] = [w["status"] for m in r.json() for w in m.get("workers", [])] if ok else r.status_code
+            return all(isinstance(s, list) and "READY" in s for s in seen.values()), f"workers {seen}"
 
         ports = {
             "TS_INFERENCE_PORT": cfg.ts_inference_port,

@@ -35,15 +35,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _from_config_file(path: str) -> tuple[str, str, dict[str, int]]:
-    """Read name/base_path/version_labels of the first model in a ModelServerConfig text proto."""
+def _from_config_file(path: str) -> list[tuple[str, str, dict[str, int]]]:
+    """(name, base_path, version_labels) of every model in a ModelServerConfig text proto's model_config_list."""
     text = Path(path).read_text()
-    name = re.search(r'name:\s*"([^"]+)"', text)
-    base = re.search(r'base_path:\s*"([^"]+)"', text)
-    if not name or not base:
-        raise SystemExit(f"{path}: no model name/base_path found")
-    labels = {k: int(v) for k, v in re.findall(r'key:\s*"([^"]+)"\s*value:\s*(\d+)', text)}
-    return name[1], base[1], labels
+    models = []
+    for block in re.split(r"\bconfig\s*\{", text)[1:]:
+        name = re.search(r'name:\s*"([^"]+)"', block)
+        base = re.search(r'base_path:\s*"([^"]+)"', block)
+        if not name or not base:
+            raise SystemExit(f"{path}: a model without name or base_path")
+        labels = {k: int(v) for k, v in re.findall(r'key:\s*"([^"]+)"\s*value:\s*(\d+)', block)}
+        models.append((name[1], base[1], labels))
+    if not models:
+        raise SystemExit(f"{path}: no model found")
+    return models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,22 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{DISPLAY_NAME}] %(levelname)s %(message)s")
     log = logging.getLogger("tfserving_compat")
 
-    from stack.tfserving_compat.servable import Servable
+    from stack.tfserving_compat.servable import Servable, Served
 
-    labels: dict[str, int] = {}
     if args.model_config_file:
-        name, base, labels = _from_config_file(args.model_config_file)
+        configured = _from_config_file(args.model_config_file)
     else:
         if not (args.model_name and args.model_base_path):
             raise SystemExit("give --model_name and --model_base_path, or --model_config_file")
-        name, base = args.model_name, args.model_base_path
-    for item in args.version_label:
+        configured = [(args.model_name, args.model_base_path, {})]
+    for item in args.version_label:  # the single-model form's labels
         key, _, value = item.partition("=")
-        labels[key] = int(value)
-    servable = Servable(name, Path(base), labels, warm_up=args.enable_model_warmup.lower() == "true")
-    servable.load()
-
-    batcher = None
+        configured[0][2][key] = int(value)
+    params = None
     if args.enable_batching.lower() in ("1", "true", "yes"):
         from stack.tfserving_compat.batching import Batcher, BatchingParameters
 
@@ -75,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.batching_parameters_file
             else BatchingParameters()
         )
-        batcher = Batcher(params, servable.run)
-        log.info("server-side batching on: %s", params)
+        log.info("server-side batching on (a queue per model): %s", params)
+    models: dict[str, Served] = {}
+    for name, base, labels in configured:
+        servable = Servable(name, Path(base), labels, warm_up=args.enable_model_warmup.lower() == "true")
+        servable.load()
+        models[name] = Served(servable, Batcher(params, servable.run) if params else None)
 
     monitoring_path = None
     if args.monitoring_config_file:
@@ -87,15 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.port:
         from stack.tfserving_compat.grpc_service import serve
 
-        grpc_server = serve(servable, args.grpc_bind_address, args.port, batcher=batcher)
+        grpc_server = serve(models, args.grpc_bind_address, args.port)
         log.info("gRPC PredictionService on %s:%d", args.grpc_bind_address, args.port)
 
     import uvicorn
 
     from stack.tfserving_compat.rest import create_app
 
-    app = create_app(servable, batcher, monitoring_path)
-    log.info("REST API on http://%s:%d (model %s)", args.rest_api_bind_address, args.rest_api_port, name)
+    app = create_app(models, monitoring_path)
+    log.info("REST API on http://%s:%d (models %s)", args.rest_api_bind_address, args.rest_api_port, ", ".join(models))
     try:
         uvicorn.run(
             app,

@@ -15,31 +15,30 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from stack.tfserving_compat.batching import Batcher
-from stack.tfserving_compat.errors import ServingError, invalid, not_found
-from stack.tfserving_compat.servable import Servable, Version
+from stack.tfserving_compat.errors import ServingError, invalid
+from stack.tfserving_compat.servable import Served, Version, not_served
 
 
-def _resolve(servable: Servable, spec: Any) -> Version:
+def _resolve(models: dict[str, Served], spec: Any) -> tuple[Served, Version]:
     which = spec.WhichOneof("version_choice")
-    if spec.name != servable.name:
-        wanted = f"Specific({spec.name}, {spec.version.value})" if which == "version" else f"Latest({spec.name})"
-        raise not_found(f"Servable not found for request: {wanted}")
+    served = models.get(spec.name)
+    if served is None:
+        raise not_served(models, spec.name, spec.version.value if which == "version" else None, "predict")
     if which == "version":
-        return servable.resolve(version=spec.version.value)
+        return served, served.servable.resolve(version=spec.version.value)
     if which == "version_label":
-        return servable.resolve(label=spec.version_label)
-    return servable.resolve()
+        return served, served.servable.resolve(label=spec.version_label)
+    return served, served.servable.resolve()
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, servable: Servable, batcher: Batcher | None = None) -> None:
-        self.servable = servable
-        self.batcher = batcher  # the REST API's batcher: gRPC requests are batched with REST ones, as in TF Serving
+    def __init__(self, models: dict[str, Served]) -> None:
+        # each model's REST batcher: gRPC requests are batched with REST ones, as in TF Serving
+        self.models = models
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            version = _resolve(self.servable, request.model_spec)
+            served, version = _resolve(self.models, request.model_spec)
             inputs = {}
             for alias, proto in request.inputs.items():
                 try:
@@ -51,12 +50,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if len(set(wanted)) != len(wanted):
                 duplicate = next(a for i, a in enumerate(wanted) if a in wanted[:i])
                 raise invalid(f"duplicate output tensor alias: {duplicate}")
-            if self.batcher is not None:
-                outputs = self.batcher.submit_from_thread(version, signature, inputs, context.time_remaining())
+            if served.batcher is not None:
+                outputs = served.batcher.submit_from_thread(version, signature, inputs, context.time_remaining())
             else:
-                outputs = self.servable.run(version, signature, inputs)
+                outputs = served.servable.run(version, signature, inputs)
             response = predict_pb2.PredictResponse()
-            response.model_spec.name = self.servable.name
+            response.model_spec.name = served.servable.name
             response.model_spec.version.value = version.number
             response.model_spec.signature_name = signature or "serving_default"
             for name in wanted or list(outputs):
@@ -79,28 +78,29 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     if not fields
                     else f"Metadata field {fields[0]} is not supported"
                 )
-            version = _resolve(self.servable, request.model_spec)
+            served, version = _resolve(self.models, request.model_spec)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = self.servable.name
+            response.model_spec.name = served.servable.name
             response.model_spec.version.value = version.number
-            response.metadata["signature_def"].Pack(self.servable.signature_def_map(version))
+            response.metadata["signature_def"].Pack(served.servable.signature_def_map(version))
             return response
         except ServingError as exc:
             context.abort(exc.grpc_status, exc.message)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, servable: Servable) -> None:
-        self.servable = servable
+    def __init__(self, models: dict[str, Served]) -> None:
+        self.models = models
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             spec = request.model_spec
-            if spec.name != self.servable.name:
-                raise not_found(f"Could not find any versions of model {spec.name}")
+            served = self.models.get(spec.name)
+            if served is None:
+                raise not_served(self.models, spec.name, None, "status")
             version = spec.version.value if spec.HasField("version") else None
             response = get_model_status_pb2.GetModelStatusResponse()
-            for entry in self.servable.status(version):
+            for entry in served.servable.status(version):
                 status = response.model_version_status.add()
                 status.version = int(entry["version"])
                 status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -109,10 +109,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             context.abort(exc.grpc_status, exc.message)
 
 
-def serve(servable: Servable, host: str, port: int, workers: int = 8, batcher: Batcher | None = None) -> grpc.Server:
+def serve(models: dict[str, Served], host: str, port: int, workers: int = 8) -> grpc.Server:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(servable, batcher), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(servable), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(models), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(models), server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise OSError(f"cannot bind gRPC port {host}:{port}")
     server.start()

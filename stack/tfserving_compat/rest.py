@@ -20,7 +20,7 @@ from starlette.routing import Route
 from stack.tfserving_compat import DISPLAY_NAME, SERVER_NAME, json_tensor
 from stack.tfserving_compat.batching import Batcher
 from stack.tfserving_compat.errors import ServingError, invalid, not_found
-from stack.tfserving_compat.servable import Servable
+from stack.tfserving_compat.servable import Served, not_served
 
 MODEL_URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -91,9 +91,10 @@ def _error(exc: ServingError) -> Response:
     return _json({"error": exc.message}, exc.http_status)
 
 
-def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_path: str | None = None) -> Starlette:
+def create_app(models: dict[str, Served], monitoring_path: str | None = None) -> Starlette:
     metrics = Metrics()
-    metrics.record_effective(batcher)
+    batchers = [m.batcher for m in models.values() if m.batcher is not None]
+    metrics.record_effective(batchers[0] if batchers else None)
 
     async def dispatch(request: Request, match: re.Match[str] | None, api: str) -> Response:
         try:
@@ -102,13 +103,10 @@ def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_pa
                 raise not_found(f"Not found: {request.method} {path}")
             if match is None:
                 raise invalid(f"Malformed request: {request.method} {path}")
-            if match["name"] != servable.name:
-                if api == "status":
-                    raise not_found(f"Could not find any versions of model {match['name']}")
-                wanted = (
-                    f"Specific({match['name']}, {match['version']})" if match["version"] else f"Latest({match['name']})"
-                )
-                raise not_found(f"Servable not found for request: {wanted}")
+            served = models.get(match["name"])
+            if served is None:
+                raise not_served(models, match["name"], match["version"], api)
+            servable, batcher = served.servable, served.batcher
             version = int(match["version"]) if match["version"] is not None else None
             if api == "status":
                 if request.method != "GET":
@@ -157,10 +155,10 @@ def create_app(servable: Servable, batcher: Batcher | None = None, monitoring_pa
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if batcher is not None:
+        for batcher in batchers:
             batcher.start()
         yield
-        if batcher is not None:
+        for batcher in batchers:
             await batcher.stop()
 
     return Starlette(routes=routes, lifespan=lifespan)

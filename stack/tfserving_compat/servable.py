@@ -164,3 +164,19 @@ def _op_error_code(exc: tf.errors.OpError) -> str:
     from tensorflow.core.protobuf import error_codes_pb2
 
     return error_codes_pb2.Code.Name(exc.error_code)
+
+
+@dataclass
+class Served:
+    """One model of the server: its servable and, with batching on, its own batcher (TF Serving batches per model)."""
+
+    servable: Servable
+    batcher: Any = None  # stack.tfserving_compat.batching.Batcher
+
+
+def not_served(models: dict[str, Served], name: str, version: Any, api: str) -> ServingError:
+    """TF Serving's words for a model it does not serve."""
+    if api == "status":
+        return not_found(f"Could not find any versions of model {name}")
+    wanted = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+    return not_found(f"Servable not found for request: {wanted}")

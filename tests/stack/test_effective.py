@@ -42,7 +42,9 @@ def test_torchserve_settings_are_keyed_by_the_mar_version() -> None:
     cfg = StackConfig.load()
     with zipfile.ZipFile(cfg.mar_path) as mar:
         manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
-    props = serving_config.ts_config_properties(cfg)
+    from stack.registry import load_registry
+
+    props = serving_config.ts_config_properties(cfg, load_registry())
     models = json.loads(next(line for line in props.splitlines() if line.startswith("models="))[len("models=") :])
     assert list(models[cfg.model_name]) == [manifest["model"]["modelVersion"]]
 
