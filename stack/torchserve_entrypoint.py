@@ -8,6 +8,8 @@ image by compose and k8s) starts the CLI in its own process group, forwards SIGT
 SIGKILLs what is left after a grace, and exits with the server's status when the server exits on its own.
 
     python torchserve_entrypoint.py [--grace SECONDS] [--same-group] -- torchserve --start --foreground ...
+    python torchserve_entrypoint.py --ready [MANAGEMENT_URL]   # health check: exit 0 when every loaded model
+                                                               # has a READY worker (/ping is Healthy before that)
 
 `--same-group` (the native launcher): TorchServe stays in this wrapper's process group, so whoever stops the group
 (SIGTERM, then SIGKILL) reaches every TorchServe process even if this wrapper is killed first.
@@ -67,7 +69,34 @@ def _reap() -> None:
         pass
 
 
+def ready(management: str = "http://127.0.0.1:8081") -> tuple[bool, str]:
+    """Every model TorchServe was configured to load (its management API's list) has a READY worker."""
+    import json
+    import urllib.request
+
+    def get(path: str) -> object:
+        with urllib.request.urlopen(f"{management}{path}", timeout=2) as resp:
+            return json.load(resp)
+
+    try:
+        listed = get("/models")
+        names = [m["modelName"] for m in listed["models"]]  # type: ignore[index]
+        if not names:
+            return False, "no model loaded"
+        for name in names:
+            workers = [w["status"] for m in get(f"/models/{name}") for w in m["workers"]]  # type: ignore[attr-defined]
+            if "READY" not in workers:
+                return False, f"{name}: workers {workers}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, f"ready: {', '.join(names)}"
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--ready"]:
+        ok, why = ready(*argv[1:2])
+        print(why)
+        return 0 if ok else 1
     grace, same_group = GRACE_S, False
     while argv[:1] in (["--grace"], ["--same-group"]):
         if argv[0] == "--grace":

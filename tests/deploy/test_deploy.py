@@ -270,7 +270,10 @@ def test_k8s_agrees_with_env_and_models(rendered) -> None:  # type: ignore[no-un
     tf_args = deployments["tf-serving"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--enable_batching={str(CFG.tf_batching).lower()}" in tf_args
     text = rendered["local"].read_text()
-    assert f"/v1/models/{CFG.model_name}" in text and f"/models/{CFG.model_name}'" in text
+    assert f"/v1/models/{CFG.model_name}" in text  # TF Serving's readiness: the default model (it loads all first)
+    ts = deployments["torchserve"]["spec"]["template"]["spec"]["containers"][0]
+    probe = ts["readinessProbe"]["exec"]["command"]
+    assert probe[1:] == ["/home/model-server/config/torchserve_entrypoint.py", "--ready"]
     gw_env = {e["name"]: e["value"] for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert gw_env["GATEWAY_MODEL_NAME"] == CFG.model_name
     maps = {d["metadata"]["name"]: d["data"] for d in objects if d["kind"] == "ConfigMap"}

@@ -3,6 +3,7 @@ small enough to commit, and in step with their sources."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import zipfile
 
@@ -83,7 +84,7 @@ def test_the_savedmodel_has_the_layers_the_registry_names(model: ModelSpec) -> N
 
     shapes = sorted(tuple(s) for _, s in tf.train.list_variables(str(model.tf_version_dir / "variables" / "variables")))
     widths = [model.width, *(model.hidden or ()), model.classes]
-    kernels = sorted(zip(widths[:-1], widths[1:], strict=True))
+    kernels = sorted(itertools.pairwise(widths))
     assert sorted(s for s in shapes if len(s) == 2) == kernels  # each weight stored once
 
 
