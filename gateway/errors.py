@@ -26,6 +26,12 @@ class BadInput(GatewayError):
     status_code = 400
 
 
+class UnknownModel(GatewayError):
+    """404: no registered model has this name; the message lists the ones there are."""
+
+    status_code = 404
+
+
 class PayloadTooLarge(GatewayError):
     """413: the body exceeds the configured size or the batch the configured row count."""
 

@@ -18,19 +18,35 @@ from gateway import service
 from gateway.errors import GatewayError, GatewayOverloaded, error_body
 
 _JSON = (b"content-type", b"application/json")
-FAST_PATHS = frozenset({"/predict/tf", "/predict/torch", "/predict", "/compare"})
+FAST_PATHS = frozenset({"/predict/tf", "/predict/torch", "/predict", "/compare"})  # also under /models/{name}
+
+
+def is_fast(path: str) -> bool:
+    return route_of(path)[1] in FAST_PATHS
 
 
 def _handler(path: str) -> Any:
+    """The handler for a route, taking (state, scope, body, model); model None is the default model."""
     if path == "/predict/tf":
-        return lambda state, scope, body: service.predict_on(state, scope, body, "tf")
+        return lambda state, scope, body, model: service.predict_on(state, scope, body, "tf", model)
     if path == "/predict/torch":
-        return lambda state, scope, body: service.predict_on(state, scope, body, "torch")
+        return lambda state, scope, body, model: service.predict_on(state, scope, body, "torch", model)
     if path == "/predict":
-        return lambda state, scope, body: service.predict_routed(state, scope, body, _header(scope, b"x-backend"))
+        return lambda state, scope, body, model: service.predict_routed(
+            state, scope, body, _header(scope, b"x-backend"), model
+        )
     if path == "/compare":
         return service.compare
     return None
+
+
+def route_of(path: str) -> tuple[str | None, str]:
+    """`/models/{name}/predict/tf` -> ("name", "/predict/tf"); any other path -> (None, path)."""
+    if path.startswith("/models/"):
+        name, sep, rest = path[len("/models/") :].partition("/")
+        if sep and name:
+            return name, "/" + rest
+    return None, path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -46,7 +62,8 @@ class PredictFastPath:
         self._routes = {p: _handler(p) for p in FAST_PATHS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        model, route = route_of(scope["path"])
+        handler = self._routes.get(route) if scope["type"] == "http" and scope["method"] == "POST" else None
         if handler is None:
             await self.app(scope, receive, send)
             return
@@ -60,7 +77,7 @@ class PredictFastPath:
                 break
         headers = [_JSON]
         try:
-            payload = orjson.dumps(await handler(scope["app"].state, scope, b"".join(chunks)))
+            payload = orjson.dumps(await handler(scope["app"].state, scope, b"".join(chunks), model))
             status = 200
         except GatewayError as exc:
             payload, status = orjson.dumps(error_body(exc.message, **exc.extra)), exc.status_code

@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission
-from gateway.backends import tfserving, torchserve
 from gateway.backends.base import Backend
 from gateway.body_limits import BodyLimitMiddleware
 from gateway.errors import install_error_handlers
-from gateway.fastpath import FAST_PATHS, PredictFastPath
+from gateway.fastpath import PredictFastPath, is_fast
 from gateway.metrics import GatewayMetrics, MetricsMiddleware
-from gateway.routes import compare, health, metrics, predict
+from gateway.models import create_models
+from gateway.routes import compare, health, metrics, models, predict
 from gateway.schemas import PredictRequest
 from gateway.settings import Settings
 
@@ -41,7 +41,7 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in FAST_PATHS:
+        if scope["type"] == "http" and scope["method"] == "POST" and is_fast(scope["path"]):
             scope["app"] = self
             await self.fast(scope, receive, send)
         else:
@@ -54,21 +54,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backends = {"tf": tfserving.create(settings), "torch": torchserve.create(settings)}
+        app.state.models = create_models(settings)
+        app.state.backends = app.state.models[settings.model_name].backends  # the default model's
+        every = [b for m in app.state.models.values() for b in m.backends.values()]
         # Learn the versions once before serving (bounded: a backend that is down must not hold the start-up).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.gather(*(b.refresh_version() for b in app.state.backends.values()), return_exceptions=True),
+                asyncio.gather(*(b.refresh_version() for b in every), return_exceptions=True),
                 settings.readiness_timeout_s,
             )
-        versions = asyncio.create_task(keep_versions_fresh(list(app.state.backends.values()), settings))
+        versions = asyncio.create_task(keep_versions_fresh(every, settings))
         try:
             yield
         finally:
             versions.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await versions
-            for backend in app.state.backends.values():
+            for backend in every:
                 await backend.aclose()
 
     app = GatewayApp(
@@ -90,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.fast = MetricsMiddleware(
         BodyLimitMiddleware(PredictFastPath(app.slow), max_body_bytes=settings.max_body_bytes), gateway_metrics
     )
-    for router in (predict.router, compare.router, health.router, metrics.router):
+    for router in (predict.router, compare.router, models.router, health.router, metrics.router):
         app.include_router(router)
     _document_request_schema(app)
     return app

@@ -65,7 +65,10 @@ class GatewayMetrics:
         children[0].observe(seconds)
 
 
-KNOWN_ROUTES = {"/predict", "/predict/tf", "/predict/torch", "/compare", "/healthz", "/readyz", "/metrics"}
+KNOWN_ROUTES = {
+    "/predict", "/predict/tf", "/predict/torch", "/compare", "/healthz", "/readyz", "/metrics", "/models",
+    "/models/{model}/predict", "/models/{model}/predict/tf", "/models/{model}/predict/torch", "/models/{model}/compare",
+}  # fmt: skip
 
 
 class MetricsMiddleware:
@@ -92,6 +95,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope["path"]
+            if path.startswith("/models/"):  # one label per route, not per model name a client makes up
+                _, _, rest = path[len("/models/") :].partition("/")
+                path = "/models/{model}/" + rest
             route = path if path in KNOWN_ROUTES else "other"
             backend = scope.get("state", {}).get("backend", "none")
             self.metrics.observe_request(route, backend, str(status), time.perf_counter() - start)

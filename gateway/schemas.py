@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, create_model
 
 from stack.config import StackConfig
 
@@ -108,6 +110,39 @@ class FastPredictRequest(msgspec.Struct, forbid_unknown_fields=True):
         ],
         msgspec.Meta(min_length=1),
     ]
+
+
+@dataclass(frozen=True)
+class RequestRules:
+    """A model's request rules: msgspec's fast accept and pydantic's verdict and messages (gateway/service.py)."""
+
+    width: int
+    fast: msgspec.json.Decoder  # type: ignore[type-arg]
+    schema: type[BaseModel]
+
+
+@functools.cache
+def request_rules(width: int) -> RequestRules:
+    """The rules for rows of `width` features: PredictRequest itself for the default width (the documented schema),
+    the same model with another row width for other registered models."""
+    if width == _cfg.n_features:
+        return RequestRules(width, msgspec.json.Decoder(FastPredictRequest), PredictRequest)
+    row = Annotated[list[Feature], Field(min_length=width, max_length=width)]
+    schema = create_model(
+        f"PredictRequest{width}",
+        __config__=ConfigDict(extra="forbid"),
+        instances=(Annotated[list[row], Field(min_length=1)], ...),  # type: ignore[valid-type]
+    )
+    fast_row = Annotated[
+        list[Annotated[float, msgspec.Meta(ge=-FEATURE_ABS_MAX, le=FEATURE_ABS_MAX)]],
+        msgspec.Meta(min_length=width, max_length=width),
+    ]
+    fast = msgspec.defstruct(
+        f"FastPredictRequest{width}",
+        [("instances", Annotated[list[fast_row], msgspec.Meta(min_length=1)])],  # type: ignore[valid-type]
+        forbid_unknown_fields=True,
+    )
+    return RequestRules(width, msgspec.json.Decoder(fast), schema)
 
 
 # The handlers read the raw body (validated against PredictRequest from bytes, gateway/service.py), so the request

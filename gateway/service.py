@@ -23,21 +23,26 @@ from gateway.admission import Admission
 from gateway.backends.base import Backend
 from gateway.errors import BackendTimeout, BackendUnavailable, GatewayError, PayloadTooLarge, invalid_request
 from gateway.metrics import GatewayMetrics
+from gateway.models import ServedModel, lookup
 from gateway.routing import choose_backend, other
-from gateway.schemas import FastPredictRequest, PredictRequest
+from gateway.schemas import RequestRules, request_rules
 from gateway.settings import Settings
+from stack.config import StackConfig
+
+_DEFAULT_WIDTH = StackConfig.load(environ=False).n_features
 
 JSON_MEDIA = "application/json"
-_FAST_REQUEST = msgspec.json.Decoder(FastPredictRequest)
 
 
-def valid_rows(body: bytes, settings: Settings) -> int:
-    """The row count of a body known to be a valid prediction request (else 400/413/422)."""
+def valid_rows(body: bytes, settings: Settings, rules: RequestRules | None = None) -> int:
+    """The row count of a body known to be a valid prediction request for the model whose rules these are (the
+    default model's by default), else 400/413/422."""
+    rules = rules or request_rules(_DEFAULT_WIDTH)
     try:
-        rows = len(_FAST_REQUEST.decode(body).instances)
-    except msgspec.DecodeError:  # (ValidationError is one) not necessarily invalid: PredictRequest says
+        rows = len(rules.fast.decode(body).instances)
+    except msgspec.DecodeError:  # (ValidationError is one) not necessarily invalid: the pydantic schema says
         try:
-            rows = len(PredictRequest.model_validate_json(body).instances)
+            rows = len(rules.schema.model_validate_json(body).instances)  # type: ignore[attr-defined]
         except ValidationError as exc:
             raise invalid_request(exc.errors()) from None
     if rows > settings.max_batch:
@@ -70,33 +75,45 @@ def _label(scope: MutableMapping[str, Any], backend: str) -> None:
     scope.setdefault("state", {})["backend"] = backend  # read by MetricsMiddleware
 
 
-async def predict_on(state: Any, scope: MutableMapping[str, Any], body: bytes, backend: str) -> dict[str, Any]:
-    rows = valid_rows(body, state.settings)
+def model_of(state: Any, name: str | None) -> ServedModel:
+    """The named model (404 when not served), or the default one."""
+    return lookup(state.models, name) if name is not None else state.models[state.settings.model_name]
+
+
+async def predict_on(
+    state: Any, scope: MutableMapping[str, Any], body: bytes, backend: str, model: str | None = None
+) -> dict[str, Any]:
+    served = model_of(state, model)
+    rows = valid_rows(body, state.settings, served.rules)
     _label(scope, backend)
-    return await predict_with(state.backends[backend], body, rows, state.metrics, state.admission)
+    return await predict_with(served.backends[backend], body, rows, state.metrics, state.admission)
 
 
 async def predict_routed(
-    state: Any, scope: MutableMapping[str, Any], body: bytes, x_backend: str | None
+    state: Any, scope: MutableMapping[str, Any], body: bytes, x_backend: str | None, model: str | None = None
 ) -> dict[str, Any]:
-    rows = valid_rows(body, state.settings)
+    served = model_of(state, model)
+    rows = valid_rows(body, state.settings, served.rules)
     name = choose_backend(state.settings, x_backend)
     _label(scope, name)
     try:
-        return await predict_with(state.backends[name], body, rows, state.metrics, state.admission)
+        return await predict_with(served.backends[name], body, rows, state.metrics, state.admission)
     except (BackendUnavailable, BackendTimeout):
         if not state.settings.failover or x_backend:
             raise
         fallback = other(name)
         _label(scope, fallback)
-        return await predict_with(state.backends[fallback], body, rows, state.metrics, state.admission)
+        return await predict_with(served.backends[fallback], body, rows, state.metrics, state.admission)
 
 
-async def compare(state: Any, scope: MutableMapping[str, Any], body: bytes) -> dict[str, Any]:
-    rows = valid_rows(body, state.settings)
+async def compare(
+    state: Any, scope: MutableMapping[str, Any], body: bytes, model: str | None = None
+) -> dict[str, Any]:
+    served = model_of(state, model)
+    rows = valid_rows(body, state.settings, served.rules)
     tf, torch = await asyncio.gather(
-        predict_with(state.backends["tf"], body, rows, state.metrics, state.admission),
-        predict_with(state.backends["torch"], body, rows, state.metrics, state.admission),
+        predict_with(served.backends["tf"], body, rows, state.metrics, state.admission),
+        predict_with(served.backends["torch"], body, rows, state.metrics, state.admission),
     )
     # Both answers were checked to have the same shape (rows x n_classes) before they got here.
     pairs = zip(tf["predictions"], torch["predictions"], strict=True)

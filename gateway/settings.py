@@ -21,8 +21,11 @@ BackendName = Literal["tf", "torch"]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    model_name: str = _stack.model_name
+    model_name: str = _stack.model_name  # the default model: /predict, /predict/{backend}, /compare
     n_classes: int = Field(_stack.n_classes, ge=1)  # every answer must have this many probabilities per row
+    # The other models served under /models/{name}/...: "all" of the registry (models.toml), or a comma-separated
+    # list of registered names ("" for the default model only).
+    models: str = "all"
 
     tf_url: str = _stack.tf_rest_url
     tf_protocol: Literal["rest", "grpc"] = "rest"

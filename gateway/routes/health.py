@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.deps import BackendsDep
@@ -25,7 +25,7 @@ Require = Literal["all", "any", "tf", "torch"]
 @router.get(
     "/readyz",
     response_model=HealthResponse,
-    summary="Readiness: the backends serve the model",
+    summary="Readiness: the backends serve every model",
     description=(
         "`require=all` (default): both backends ready, what the native launcher and compose wait for. "
         "`require=any`: this gateway can serve (at least one backend ready), for a Kubernetes readinessProbe, "
@@ -34,11 +34,20 @@ Require = Literal["all", "any", "tf", "torch"]
     ),
     responses={503: {"description": "Not ready in the sense asked for"}},
 )
-async def readyz(backends: BackendsDep, require: Require = "all") -> JSONResponse:
+async def readyz(request: Request, backends: BackendsDep, require: Require = "all") -> JSONResponse:
     names = list(backends)
-    results = await asyncio.gather(*(backends[n].ready() for n in names))
-    detail = {n: msg for n, (_, msg) in zip(names, results, strict=True)}
-    ready = {n for n, (ok, _) in zip(names, results, strict=True) if ok}
+    models = request.app.state.models
+    # A backend is ready when it serves every model of this gateway.
+    pairs = [(n, m) for n in names for m in models]
+    results = await asyncio.gather(*(models[m].backends[n].ready() for n, m in pairs))
+    by_backend: dict[str, list[tuple[str, bool, str]]] = {n: [] for n in names}
+    for (n, m), (ok, msg) in zip(pairs, results, strict=True):
+        by_backend[n].append((m, ok, msg))
+    detail = {
+        n: entries[0][2] if len(entries) == 1 else "; ".join(f"{m}: {msg}" for m, _, msg in entries)
+        for n, entries in by_backend.items()
+    }
+    ready = {n for n, entries in by_backend.items() if all(ok for _, ok, _ in entries)}
     needed = names if require == "all" else [require] if require in names else []
     ok = bool(ready) if require == "any" else all(n in ready for n in needed)
     body = {"status": "ready" if ok else "not ready", "require": require, "backends": detail, "ready": sorted(ready)}

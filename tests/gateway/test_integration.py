@@ -47,9 +47,31 @@ def test_compare_reports_agreement(gw, test_rows, digits) -> None:  # type: igno
 
 
 def test_readiness_and_metrics(gw) -> None:  # type: ignore[no-untyped-def]
+    from stack.registry import load_registry
+
+    names = [m.name for m in load_registry()]
     r = gw.get("/readyz")
-    assert r.status_code == 200 and r.json()["backends"] == {"tf": "AVAILABLE", "torch": "READY"}
+    assert r.status_code == 200
+    assert r.json()["backends"] == {
+        "tf": "; ".join(f"{n}: AVAILABLE" for n in names),
+        "torch": "; ".join(f"{n}: READY" for n in names),
+    }
     assert "gateway_requests_total" in gw.get("/metrics").text
+
+
+def test_every_registered_model_answers_through_the_real_stack(gw) -> None:  # type: ignore[no-untyped-def]
+    """The wide model too: exported, served by both real servers, routed by name, labels as its reference says."""
+    import json
+
+    from stack.registry import load_registry
+
+    for spec in load_registry():
+        ref = json.loads(spec.reference.read_text())
+        rows = ref["rows"][:8]
+        for backend, key in (("tf", "expected"), ("torch", "expected_torch")):
+            r = gw.post(f"/models/{spec.name}/predict/{backend}", json={"instances": rows})
+            assert r.status_code == 200, (spec.name, backend, r.text)
+            assert r.json()["labels"] == ref[key][:8] and r.json()["model_name"] == spec.name
 
 
 def test_torchserve_refuses_bad_rows_of_a_request_on_its_own(native_stack, test_rows) -> None:  # type: ignore[no-untyped-def]
