@@ -249,13 +249,26 @@ def up(compose: Compose) -> str:
 def predict(run: Run) -> str:
     for backend in ("tf", "torch"):
         run.check_predict(backend)
+    from stack.registry import load_registry
+
+    others = [m for m in load_registry() if m.name != StackConfig.load().model_name]
+    for spec in others:  # every registered model, by name
+        ref = json.loads(spec.reference.read_text())
+        rows = ref["rows"][:8]
+        want = {"tf": ref["expected"][:8], "torch": ref.get("expected_torch", ref["expected"])[:8]}
+        for backend in ("tf", "torch"):
+            body = json.dumps({"instances": rows}).encode()
+            status, data, _ = http("POST", f"{run.gateway}/models/{spec.name}/predict/{backend}", body)
+            if status != 200 or data.get("labels") != want[backend]:
+                raise Failed(f"/models/{spec.name}/predict/{backend}: HTTP {status} {str(data)[:300]}")
     status, data, _ = http("GET", f"{run.gateway}/readyz")
     if status != 200:
         raise Failed(f"/readyz: HTTP {status} {data}")
     status, data, _ = http("POST", f"{run.gateway}/compare", json.dumps({"instances": run.rows}).encode())
     if status != 200 or data.get("labels_agree") is not True or not data.get("max_abs_diff", 1) < 1e-4:
         raise Failed(f"/compare: HTTP {status} {str(data)[:300]}")
-    return f"{len(run.rows)} rows per backend, labels right; /readyz 200; /compare agrees"
+    names = ", ".join(m.name for m in others)
+    return f"{len(run.rows)} rows per backend, labels right (and {names} by name); /readyz 200; /compare agrees"
 
 
 def locust(compose: Compose) -> str:
