@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--batching", choices=["off", "on", "both"], default="off", help="server-side batching (default off)"
     )
+    b.add_argument(
+        "--models", default="", help="registered models, a dimension (models.toml; default: the default model)"
+    )
     b.add_argument("--driver", choices=["lean", "locust"], default="lean", help="load generator (default lean)")
     b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound of the open-loop SLO search; 0 skips it")
     b.add_argument("--slo-start", type=float, default=None, help="first offered rate, req/s (default 100)")
@@ -125,6 +128,7 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         slo_refine_steps=1 if quick else 2,
         slo_duration_s=2.0 if quick else 5.0,
         slo_min_queries=300 if quick else 600,
+        models=[m for m in args.models.split(",") if m],
     )
     out = args.out or ROOT / "reports" / stamp
     print(f"== benchmark -> {out}")

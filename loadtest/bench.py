@@ -15,7 +15,9 @@ Everything lands in summary.json; loadtest/report/ turns that into the report wi
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,8 @@ from loadtest.payloads import payloads
 from loadtest.targets import PATHS, TARGETS
 from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack, free_port_overrides
+from stack.registry import ModelSpec, load_registry
+from stack.registry import model as registry_model
 
 BACKEND_OF = {"tf-direct": "tf", "torch-direct": "torch", "gateway-tf": "tf", "gateway-torch": "torch"}
 Log = Callable[[str], None]
@@ -67,6 +71,7 @@ class BenchOptions:
     slo_refine_steps: int = 2
     slo_duration_s: float = 5.0
     slo_min_queries: int = 600
+    models: list[str] = field(default_factory=list)  # registered names; empty: the default model
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
@@ -214,12 +219,12 @@ def sweep(
 
 
 def aggregate(runs: list[dict[str, Any]], stable_within: float) -> list[dict[str, Any]]:
-    """One point per (batching, rows, target, users): medians and min-max over trials, merged HDR percentiles."""
-    groups: dict[tuple[str, int, str, int], list[dict[str, Any]]] = {}
+    """One point per (model, batching, rows, target, users): medians and min-max over trials, merged HDR percentiles."""
+    groups: dict[tuple[str, str, int, str, int], list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["batching"], r["rows"], r["target"], r["users"]), []).append(r)
+        groups.setdefault((r.get("model", ""), r["batching"], r["rows"], r["target"], r["users"]), []).append(r)
     points = []
-    for (batching, rows, target, users), rs in groups.items():
+    for (model, batching, rows, target, users), rs in groups.items():
 
         def stat(values: list[float]) -> dict[str, float]:
             return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
@@ -232,6 +237,7 @@ def aggregate(runs: list[dict[str, Any]], stable_within: float) -> list[dict[str
             values = [r["server_time"][b]["mean_ms"] for r in rs if r["server_time"].get(b, {}).get("mean_ms")]
             server[b] = round(statistics.median(values), 3) if values else None
         point: dict[str, Any] = {
+            "model": model,
             "batching": batching,
             "rows": rows,
             "target": target,
@@ -413,16 +419,30 @@ def warm_up(cfg: StackConfig, targets: list[str], rows: int, n: int = 50) -> Non
                     raise StageFailed(f"warm-up of {target} answered {r.status_code}: {r.text[:300]}")
 
 
+def model_overrides(spec: ModelSpec) -> dict[str, str]:
+    """The stack's settings for measuring this model: it is the default model of the servers and the gateway."""
+    return {"MODEL_NAME": spec.name, "MODEL_VERSION": str(spec.version), "N_FEATURES": str(spec.width),
+            "N_CLASSES": str(spec.classes)}  # fmt: skip
+
+
 @contextmanager
 def stack_for(
-    mode: str, rows: int, base: StackConfig, existing: NativeStack | None, run_dir: Path, log: Log
+    mode: str,
+    rows: int,
+    base: StackConfig,
+    existing: NativeStack | None,
+    run_dir: Path,
+    log: Log,
+    spec: ModelSpec | None = None,
 ) -> Iterator[NativeStack]:
     if existing is not None:
         yield existing
         return
-    cfg = StackConfig.load(batching_overrides(mode, base, rows))
-    stack = NativeStack(cfg, run_dir=run_dir / f"stack-{mode}-r{rows}")
-    log(f"== starting the native stack (batching {mode})")
+    cfg = StackConfig.load({**(model_overrides(spec) if spec else {}), **batching_overrides(mode, base, rows)})
+    # The servers load only the model measured: another model's workers would take CPU and memory from it.
+    suffix = f"-{spec.name}" if spec else ""
+    stack = NativeStack(cfg, run_dir=run_dir / f"stack{suffix}-{mode}-r{rows}", models=[spec] if spec else None)
+    log(f"== starting the native stack (batching {mode}{', model ' + spec.name if spec else ''})")
     stack.up(log=lambda line: log("   " + line))
     try:
         yield stack
@@ -454,6 +474,14 @@ def _startup(base: StackConfig, out: Path, log: Log) -> dict[str, Any]:
     return result
 
 
+def parameters(spec: ModelSpec) -> int | None:
+    """Weights of an MLP the registry describes (builtin models); None for a user's model."""
+    if not spec.hidden:
+        return None
+    widths = [spec.width, *spec.hidden, spec.classes]
+    return sum(a * b + b for a, b in itertools.pairwise(widths))
+
+
 def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: Log = print) -> dict[str, Any]:
     """Run everything, write `summary.json` and the report into `out`; every stack it starts is stopped."""
     from loadtest import report
@@ -467,27 +495,36 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
     in_force: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
     startup = _startup(base, out, log) if opts.startup else {}
-    for mode, rows_list in stack_plan(opts):
-        with stack_for(mode, rows_list[0], base, stack, out, log) as running:
-            key = mode if mode == "off" else f"{mode} (rows {rows_list[0]})"
-            in_force[key] = verify_settings(mode, running)
-            log(f"== settings in force ({key}), as the servers report them: {in_force[key]}")
-            for rows in rows_list:
-                log(f"== warm-up, rows {rows}")
-                warm_up(running.cfg, opts.targets, rows)
-                log(
-                    f"== sweep: batching {mode}, rows {rows}, users {opts.users}, "
-                    f"{opts.trials}+ trials x {opts.duration_s:g}s"
-                )
-                runs += sweep(running, opts, rows, mode, out, log)
-            if opts.overhead and mode == "off" and {"gateway-tf", "gateway-torch"} <= set(opts.targets):
-                from loadtest.overhead import measure_overhead
+    registry = load_registry()
+    specs = [registry_model(n, registry) for n in opts.models] or [registry[0]]
+    for spec in specs:
+        os.environ["LOADTEST_REFERENCE"] = str(spec.reference)  # the load generators' payloads and answers
+        many = len(specs) > 1
+        for mode, rows_list in stack_plan(opts):
+            model_stack = stack if spec is specs[0] else None  # a running stack given serves the first model
+            with stack_for(mode, rows_list[0], base, model_stack, out, log, spec if many else None) as running:
+                key = mode if mode == "off" else f"{mode} (rows {rows_list[0]})"
+                key = f"{spec.name}: {key}" if many else key
+                in_force[key] = verify_settings(mode, running)
+                log(f"== settings in force ({key}), as the servers report them: {in_force[key]}")
+                for rows in rows_list:
+                    log(f"== warm-up, rows {rows}")
+                    warm_up(running.cfg, opts.targets, rows)
+                    log(
+                        f"== sweep: model {spec.name}, batching {mode}, rows {rows}, users {opts.users}, "
+                        f"{opts.trials}+ trials x {opts.duration_s:g}s"
+                    )
+                    runs += [{**r, "model": spec.name} for r in sweep(running, opts, rows, mode, out, log)]
+                gateway_targets = {"gateway-tf", "gateway-torch"} <= set(opts.targets)
+                if opts.overhead and mode == "off" and gateway_targets and spec is specs[0]:
+                    from loadtest.overhead import measure_overhead
 
-                log("== the gateway as a hop: direct vs gateway vs a bare passthrough, 1 user")
-                overhead = measure_overhead(running, rows_list, opts.overhead_trials, opts.duration_s, log)
-            if opts.slo_ms and 1 in rows_list:
-                log(f"== SLO search: p99 <= {opts.slo_ms:g} ms, open-loop Poisson arrivals")
-                slo += slo_search(running, opts, mode, log)
+                    log("== the gateway as a hop: direct vs gateway vs a bare passthrough, 1 user")
+                    overhead = measure_overhead(running, rows_list, opts.overhead_trials, opts.duration_s, log)
+                if opts.slo_ms and 1 in rows_list:
+                    log(f"== SLO search: p99 <= {opts.slo_ms:g} ms, open-loop Poisson arrivals")
+                    slo += [{**s, "model": spec.name} for s in slo_search(running, opts, mode, log)]
+    os.environ.pop("LOADTEST_REFERENCE", None)
     summary: dict[str, Any] = {
         "options": asdict(opts),
         "environment": environment(base, opts, {r: batching_overrides("on", base, r) for r in opts.rows}),
@@ -497,6 +534,10 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
         "runs": [{k: v for k, v in r.items() if k != "hdr"} for r in runs],
         "slo": slo,
         "overhead": overhead,
+        "models": [
+            {"name": s.name, "width": s.width, "hidden": list(s.hidden or ()), "parameters": parameters(s)}
+            for s in specs
+        ],
         "wall_s": round(time.time() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -23,10 +23,16 @@ class Payload:
         return self.expected_torch if backend == "torch" else self.expected
 
 
-@lru_cache(maxsize=4)
-def payloads(batch_size: int | None = None, path: Path = REFERENCE_FILE) -> tuple[Payload, ...]:
+def payloads(batch_size: int | None = None, path: Path | None = None) -> tuple[Payload, ...]:
+    """Bodies of `batch_size` rows from a model's reference file: `path`, else $LOADTEST_REFERENCE (the bench sets
+    it per model), else the default model's."""
     batch = batch_size or int(os.environ.get("LOADTEST_BATCH_SIZE", "1"))
-    ref = json.loads(Path(os.environ.get("LOADTEST_REFERENCE", path)).read_text())
+    return _payloads(batch, Path(path or os.environ.get("LOADTEST_REFERENCE") or REFERENCE_FILE))
+
+
+@lru_cache(maxsize=8)
+def _payloads(batch: int, path: Path) -> tuple[Payload, ...]:
+    ref = json.loads(path.read_text())
     rows, expected = ref["rows"], ref["expected"]
     expected_torch = ref.get("expected_torch", expected)
     out = []

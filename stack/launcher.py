@@ -118,7 +118,8 @@ class NativeStack:
         models: list[ModelSpec] | None = None,
     ) -> None:
         self.cfg = cfg or StackConfig.load()
-        self.models = models or load_registry()  # the default model first
+        # The served models: the registry's (its default first), or those given (the bench: the one it measures).
+        self.models = models or load_registry()
         self.gateway_env = gateway_env or {}
         self.owned = owned
         self.run_dir = Path(run_dir or os.environ.get("SERVECOMPARE_RUN_DIR") or ROOT / ".run").resolve()
@@ -240,6 +241,7 @@ class NativeStack:
             "GATEWAY_TORCH_URL": cfg.ts_inference_url,
             "GATEWAY_TORCH_MANAGEMENT_URL": cfg.ts_management_url,
             "GATEWAY_MODEL_NAME": cfg.model_name,
+            "GATEWAY_MODELS": ",".join(m.name for m in self.models),  # what the servers here serve, no more
             **self.gateway_env,
         }
 

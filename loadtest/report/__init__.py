@@ -15,9 +15,16 @@ from loadtest.report.verdict import verdict
 __all__ = ["verdict", "write_report"]
 
 
+def for_model(summary: dict[str, Any], model: str) -> dict[str, Any]:
+    """The summary narrowed to one model's points and SLO searches (points without a model are the default's)."""
+    first = summary["models"][0]["name"] if summary.get("models") else ""
+    mine = [p for p in summary["points"] if (p.get("model") or first) == model]
+    return {**summary, "points": mine, "slo": [s for s in summary["slo"] if (s.get("model") or first) == model]}
+
+
 def write_report(summary: dict[str, Any], out: Path) -> Path:
-    env, points = summary["environment"], summary["points"]
-    plots = write_plots(summary, out)
+    models = [m["name"] for m in summary.get("models", [])]
+    env = summary["environment"]
     lines = ["# servecompare: TF side vs TorchServe", ""]
     if not env["tf_server_is_real_tf_serving"]:
         lines += [
@@ -25,8 +32,36 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
             "> machine. Its figures measure that stand-in, not TensorFlow Serving itself.",
             "",
         ]
+    if len(models) <= 1:
+        lines += _sections(summary, out, "", "##")
+    else:
+        lines += ["## Models side by side", "", *tables.models(summary), ""]
+        for name in models:
+            lines += [f"## Model `{name}`", ""]
+            lines += _sections(for_model(summary, name), out, f"{name}-", "###")
+    lines += _environment(summary)
+    if summary.get("startup"):
+        lines += ["## Start-up and footprint (the default model)", "", *tables.startup(summary)]
+    if summary.get("overhead"):
+        lines += ["## The gateway as a hop: against a bare passthrough", "", *tables.hop_table(summary["overhead"])]
     lines += [
-        "## Verdict",
+        "## Raw data",
+        "",
+        "- `summary.json`: every figure above, every run (trial) and its process-tree figures",
+        "- `csv/`: locust's CSVs and HTML report per run when `--driver locust` was used",
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _sections(summary: dict[str, Any], out: Path, prefix: str, h: str) -> list[str]:
+    """Verdict, tables and plots of one model's points."""
+    points = summary["points"]
+    plots = write_plots(summary, out, prefix)
+    lines = [
+        f"{h} Verdict",
         "",
         "Batching off, the smallest rows per request; a side is named only where the spreads don't overlap.",
         "",
@@ -40,8 +75,32 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
             for p in warned
         ]
         lines.append("")
+    lines += [
+        "Latencies in ms (exact, HDR histograms at 1 µs resolution): median [min–max] over trials; p90, p99.9 and",
+        "max from all trials merged.",
+        "",
+    ]
+    lines += [f"{h} Throughput and latency", "", *tables.throughput_latency(points)]
+    failures = [p for p in points if p["failures"]]
+    if failures:
+        lines += [f"{h}# Failures", ""]
+        lines += [
+            f"- {p['target']} x{p['users']} [{p['batching']}] rows {p['rows']}: {'; '.join(p['failure_samples'])}"
+            for p in failures
+        ]
+        lines.append("")
+    lines += [f"{h} Cost per request", "", *tables.cost(points)]
+    lines += [f"{h} Client-observed vs server-reported time", "", *tables.server_side(points)]
+    lines += [f"{h} Gateway added latency", "", *tables.overhead_table(points)]
+    if summary["slo"]:
+        lines += [f"{h} Highest rate within the latency SLO", "", *tables.slo(summary)]
+    lines += [f"{h} Plots", "", *[f"![{p}]({p})" for p in plots], ""]
+    return lines
 
-    lines += ["## Environment", "", "| | |", "|---|---|"]
+
+def _environment(summary: dict[str, Any]) -> list[str]:
+    env = summary["environment"]
+    lines = ["## Environment", "", "| | |", "|---|---|"]
     for key in (
         "cpu_count",
         "machine",
@@ -70,38 +129,5 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
     for mode, sides in summary.get("settings_in_force", {}).items():
         for side, values in sides.items():
             lines.append(f"| {mode} | {side} | {', '.join(f'{k}={v}' for k, v in values.items())} |")
-    lines += [
-        "",
-        f"Run took {summary['wall_s']} s. Latencies in ms (exact, HDR histograms at 1 µs resolution):",
-        "median [min–max] over trials; p90, p99.9 and max from all trials merged.",
-        "",
-    ]
-    if summary.get("startup"):
-        lines += ["## Start-up and footprint", "", *tables.startup(summary)]
-    lines += ["## Throughput and latency", "", *tables.throughput_latency(points)]
-    failures = [p for p in points if p["failures"]]
-    if failures:
-        lines += ["### Failures", ""]
-        lines += [
-            f"- {p['target']} x{p['users']} [{p['batching']}] rows {p['rows']}: {'; '.join(p['failure_samples'])}"
-            for p in failures
-        ]
-        lines.append("")
-    lines += ["## Cost per request", "", *tables.cost(points)]
-    lines += ["## Client-observed vs server-reported time", "", *tables.server_side(points)]
-    lines += ["## Gateway added latency", "", *tables.overhead_table(points)]
-    if summary.get("overhead"):
-        lines += ["## The gateway as a hop: against a bare passthrough", "", *tables.hop_table(summary["overhead"])]
-    if summary["slo"]:
-        lines += ["## Highest rate within the latency SLO", "", *tables.slo(summary)]
-    lines += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
-    lines += [
-        "## Raw data",
-        "",
-        "- `summary.json`: every figure above, every run (trial) and its process-tree figures",
-        "- `csv/`: locust's CSVs and HTML report per run when `--driver locust` was used",
-        "",
-    ]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    lines += ["", f"Run took {summary['wall_s']} s.", ""]
+    return lines

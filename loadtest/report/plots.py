@@ -34,7 +34,8 @@ def _ticks(ax: Any, users: list[int]) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
+def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[str]:
+    """The four figures of `summary['points']`, named PLOTS with `prefix` (one set per model)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +57,7 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
             _ticks(ax, users)
             ax.legend(**legend)
         fig.tight_layout()
-        fig.savefig(out / name, dpi=100)
+        fig.savefig(out / (prefix + name), dpi=100)
         plt.close(fig)
 
     def latency_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
@@ -102,6 +103,6 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / PLOTS[3], dpi=100)
+    fig.savefig(out / (prefix + PLOTS[3]), dpi=100)
     plt.close(fig)
-    return list(PLOTS)
+    return [prefix + name for name in PLOTS]

@@ -199,3 +199,52 @@ def hop_table(overhead: dict[str, Any]) -> list[str]:
             f"{r['passthrough_added_p99_ms']} | {r['gateway_cpu_us']} | {r['passthrough_cpu_us']} |"
         )
     return [*lines, ""]
+
+
+def models(summary: dict[str, Any]) -> list[str]:
+    """Per model, backend and rows: what a request costs at low load and how much of it the server reports as
+    its own time (where compute starts to dominate), the best throughput, and batching on ÷ off where both ran."""
+    names = [m["name"] for m in summary["models"]]
+    first = names[0]
+    params = {m["name"]: m.get("parameters") for m in summary["models"]}
+    points = summary["points"]
+
+    def pick(model: str, target: str, rows: int, batching: str) -> list[dict[str, Any]]:
+        return [
+            p for p in points
+            if (p.get("model") or first) == model and p["target"] == target and p["rows"] == rows
+            and p["batching"] == batching
+        ]  # fmt: skip
+
+    lines = [
+        "Direct to each server. *server share*: the server's own reported time per request ÷ the client's p50 at",
+        "the lowest concurrency: near 0 the request is all transport and framing, near 1 the model's compute",
+        "dominates. *batching on ÷ off*: best throughput with server-side batching over without (median of trials;",
+        "bold where the spreads don't overlap).",
+        "",
+        "| model | weights | side | rows | p50 ms at low load | server share | best req/s (off) | batching on ÷ off |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for model in names:
+        for side, target in (("tf", "tf-direct"), ("torch", "torch-direct")):
+            for rows in sorted({p["rows"] for p in points}):
+                off = pick(model, target, rows, "off")
+                if not off:
+                    continue
+                low = min(off, key=lambda p: p["users"])
+                server = low["server_mean_ms"].get(side)
+                share = f"{server / low['p50']['median']:.2f}" if server and low["p50"]["median"] else "–"
+                best = max(off, key=lambda p: p["rps"]["median"])
+                on = pick(model, target, rows, "on")
+                gain = "–"
+                if on:
+                    best_on = max(on, key=lambda p: p["rps"]["median"])
+                    ratio = best_on["rps"]["median"] / best["rps"]["median"]
+                    clear = best_on["rps"]["min"] > best["rps"]["max"] or best_on["rps"]["max"] < best["rps"]["min"]
+                    gain = f"**{ratio:.2f}**" if clear else f"{ratio:.2f}"
+                weights = f"{params[model]:,}" if params.get(model) else "?"
+                lines.append(
+                    f"| {model} | {weights} | {side} | {rows} | {rng(low['p50'])} (x{low['users']}) | {share} | "
+                    f"{rng(best['rps'], 0)} (x{best['users']}) | {gain} |"
+                )
+    return [*lines, ""]
