@@ -8,6 +8,7 @@ Logs, pid files and temp files live under the run dir, never in the source tree.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -91,6 +93,16 @@ def free_port_overrides(host: str = "127.0.0.1") -> dict[str, str]:
     while len(set(ports.values())) < len(PORT_KEYS):
         ports = {k: str(free_port(host)) for k in PORT_KEYS}
     return ports
+
+
+def short_temp_dir(run_dir: Path) -> Path:
+    """TorchServe's temp dir for a stack: its workers' Unix sockets live there (`.ts.sock.9000`), and a socket path
+    longer than 107 bytes can't be bound: the worker dies at start ("Backend stream closed") and TorchServe retries
+    forever. A run dir deep in a tree (pytest's tmp_path) is too long, so: a short one, named after the run dir."""
+    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"servecompare-ts-{digest}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def tf_server_kind() -> str:
@@ -177,8 +189,8 @@ class NativeStack:
         cfg = self.cfg
         names = [m.name for m in self.models]
         ts_dir = self.run_dir / "torchserve"
-        for sub in ("logs", "tmp"):
-            (ts_dir / sub).mkdir(parents=True, exist_ok=True)
+        (ts_dir / "logs").mkdir(parents=True, exist_ok=True)
+        ts_tmp = short_temp_dir(self.run_dir)
         # The served models' archives, wherever the registry keeps them, in one model store of this run.
         store = ts_dir / "model-store"
         shutil.rmtree(store, ignore_errors=True)
@@ -211,8 +223,8 @@ class NativeStack:
         env = {
             "LOG_LOCATION": str(ts_dir / "logs"),
             "METRICS_LOCATION": str(ts_dir / "logs"),
-            "TEMP": str(ts_dir / "tmp"),
-            "TMPDIR": str(ts_dir / "tmp"),  # TorchServe keeps its pid file in the temp dir
+            "TEMP": str(ts_tmp),
+            "TMPDIR": str(ts_tmp),  # TorchServe keeps its pid file and its workers' Unix sockets in the temp dir
         }
 
         def ready() -> tuple[bool, str]:

@@ -202,8 +202,8 @@ def hop_table(overhead: dict[str, Any]) -> list[str]:
 
 
 def models(summary: dict[str, Any]) -> list[str]:
-    """Per model, backend and rows: what a request costs at low load and how much of it the server reports as
-    its own time (where compute starts to dominate), the best throughput, and batching on ÷ off where both ran."""
+    """Per model, backend and rows: what a request costs at low load and how much of that the bigger model's
+    compute adds (where compute starts to dominate), the best throughput, and batching on ÷ off where both ran."""
     names = [m["name"] for m in summary["models"]]
     first = names[0]
     params = {m["name"]: m.get("parameters") for m in summary["models"]}
@@ -217,12 +217,13 @@ def models(summary: dict[str, Any]) -> list[str]:
         ]  # fmt: skip
 
     lines = [
-        "Direct to each server. *server share*: the server's own reported time per request ÷ the client's p50 at",
-        "the lowest concurrency: near 0 the request is all transport and framing, near 1 the model's compute",
-        "dominates. *batching on ÷ off*: best throughput with server-side batching over without (median of trials;",
-        "bold where the spreads don't overlap).",
+        "Direct to each server, batching off unless said. *added by the model*: p50 at the lowest concurrency over",
+        f"`{first}`'s on the same side and rows: what the bigger model's compute adds to a request, and its share",
+        "of the request (the rest, transport and framing, is the same for every model). *batching on ÷ off*: best",
+        "throughput with server-side batching over without (medians; bold where the spreads don't overlap).",
         "",
-        "| model | weights | side | rows | p50 ms at low load | server share | best req/s (off) | batching on ÷ off |",
+        "| model | weights | side | rows | p50 ms, low load | added by the model | best req/s (off) "
+        "| batching on ÷ off |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for model in names:
@@ -232,8 +233,13 @@ def models(summary: dict[str, Any]) -> list[str]:
                 if not off:
                     continue
                 low = min(off, key=lambda p: p["users"])
-                server = low["server_mean_ms"].get(side)
-                share = f"{server / low['p50']['median']:.2f}" if server and low["p50"]["median"] else "–"
+                base = pick(first, target, rows, "off")
+                added = "–"
+                if model != first and base:
+                    base_low = next((p for p in base if p["users"] == low["users"]), None)
+                    if base_low:
+                        extra = low["p50"]["median"] - base_low["p50"]["median"]
+                        added = f"{extra:+.2f} ms ({extra / low['p50']['median']:.0%})"
                 best = max(off, key=lambda p: p["rps"]["median"])
                 on = pick(model, target, rows, "on")
                 gain = "–"
@@ -244,7 +250,7 @@ def models(summary: dict[str, Any]) -> list[str]:
                     gain = f"**{ratio:.2f}**" if clear else f"{ratio:.2f}"
                 weights = f"{params[model]:,}" if params.get(model) else "?"
                 lines.append(
-                    f"| {model} | {weights} | {side} | {rows} | {rng(low['p50'])} (x{low['users']}) | {share} | "
+                    f"| {model} | {weights} | {side} | {rows} | {rng(low['p50'])} (x{low['users']}) | {added} | "
                     f"{rng(best['rps'], 0)} (x{best['users']}) | {gain} |"
                 )
     return [*lines, ""]

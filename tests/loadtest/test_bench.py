@@ -77,6 +77,28 @@ def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> Non
     assert len(summary["slo"]) == 2 and all(s["steps"][0]["requests"] >= 5 for s in summary["slo"])
 
 
+def test_a_bench_over_two_models_reports_each_and_side_by_side(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`--models digits,digits_wide`: each model measured on a stack serving it alone, with its own payloads."""
+    opts = BenchOptions(
+        users=[1], rows=[1], duration_s=0.5, trials=1, max_trials=1,
+        targets=["tf-direct", "torch-direct", "gateway-tf"], startup=False, overhead=False, slo_ms=None,
+        models=["digits", "digits_wide"],
+    )  # fmt: skip
+    summary = bench(opts, tmp_path, log=lambda _: None)
+    got = {(p["model"], p["target"]) for p in summary["points"]}
+    assert got == {(m, t) for m in ("digits", "digits_wide") for t in opts.targets}
+    assert all(p["failures"] == 0 and p["requests"] > 0 for p in summary["points"])  # answers checked per model
+    assert [m["name"] for m in summary["models"]] == ["digits", "digits_wide"]
+    assert summary["models"][1]["parameters"] == 64 * 2048 + 2048 + 2048 * 2048 + 2048 + 2048 * 10 + 10
+    report = (tmp_path / "report.md").read_text()
+    for section in ("## Models side by side", "## Model `digits`", "## Model `digits_wide`", "### Verdict"):
+        assert section in report, section
+    assert "| digits_wide | 4,349,962 | torch | 1 |" in report and "ms (" in report  # added by the model
+    for png in ("digits-throughput.png", "digits_wide-latency_percentiles.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report
+    assert set(summary["settings_in_force"]) == {"digits: off", "digits_wide: off"}
+
+
 @pytest.fixture
 def wrong_model_server():  # type: ignore[no-untyped-def]
     """A server with TF Serving's predict URL whose model always answers class (true + 1) % 10."""
