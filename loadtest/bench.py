@@ -499,6 +499,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
     specs = [registry_model(n, registry) for n in opts.models] or [registry[0]]
     for spec in specs:
         os.environ["LOADTEST_REFERENCE"] = str(spec.reference)  # the load generators' payloads and answers
+        os.environ["LOADTEST_N_CLASSES"] = str(spec.classes)
         many = len(specs) > 1
         for mode, rows_list in stack_plan(opts):
             model_stack = stack if spec is specs[0] else None  # a running stack given serves the first model
@@ -525,6 +526,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
                     log(f"== SLO search: p99 <= {opts.slo_ms:g} ms, open-loop Poisson arrivals")
                     slo += [{**s, "model": spec.name} for s in slo_search(running, opts, mode, log)]
     os.environ.pop("LOADTEST_REFERENCE", None)
+    os.environ.pop("LOADTEST_N_CLASSES", None)
     summary: dict[str, Any] = {
         "options": asdict(opts),
         "environment": environment(base, opts, {r: batching_overrides("on", base, r) for r in opts.rows}),

@@ -51,9 +51,24 @@ def argmax(row: list[float]) -> int:
     return max(range(len(row)), key=row.__getitem__)
 
 
-def check_predictions(predictions: object, expected: tuple[int, ...], n_classes: int = 10) -> str | None:
+def classes() -> int:
+    """The measured model's class count: $LOADTEST_N_CLASSES (the bench sets it per model, compose and k8s from
+    .env), else .env's."""
+    value = os.environ.get("LOADTEST_N_CLASSES")
+    return int(value) if value else _env_classes()
+
+
+@lru_cache(maxsize=1)
+def _env_classes() -> int:
+    from stack.config import StackConfig
+
+    return StackConfig.load().n_classes
+
+
+def check_predictions(predictions: object, expected: tuple[int, ...], n_classes: int | None = None) -> str | None:
     """None when right; else what is wrong. A wrong or malformed answer is a failure, never a success: each row
     must be `n_classes` probabilities (finite numbers in [0, 1] summing to 1) whose argmax is the expected label."""
+    n_classes = n_classes or classes()
     if not isinstance(predictions, list) or len(predictions) != len(expected):
         return f"expected {len(expected)} predictions, got {type(predictions).__name__}"
     for i, (row, want) in enumerate(zip(predictions, expected, strict=True)):
