@@ -278,7 +278,8 @@ def test_k8s_agrees_with_env_and_models(rendered) -> None:  # type: ignore[no-un
     assert gw_env["GATEWAY_MODEL_NAME"] == CFG.model_name
     locust = deployments["locust-master"]["spec"]["template"]["spec"]["containers"][0]
     locust_env = {e["name"]: e["value"] for e in locust["env"]}
-    assert locust_env["LOADTEST_MODEL_NAME"] == CFG.model_name and locust_env["LOADTEST_N_CLASSES"] == str(CFG.n_classes)
+    assert locust_env["LOADTEST_MODEL_NAME"] == CFG.model_name
+    assert locust_env["LOADTEST_N_CLASSES"] == str(CFG.n_classes)
     maps = {d["metadata"]["name"]: d["data"] for d in objects if d["kind"] == "ConfigMap"}
     for key, path in [
         ("models.config", "models/tf/models.config"),
