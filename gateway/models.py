@@ -35,6 +35,8 @@ def create_models(settings: Settings) -> dict[str, ServedModel]:
     answers are checked against that model's class count; the per-backend admission limit is shared."""
     registry = {m.name: m for m in _registry()}
     default = registry.get(settings.model_name)
+    if default is not None:  # the registry's shape for it; else .env's width and GATEWAY_N_CLASSES
+        settings = settings.model_copy(update={"n_classes": default.classes})
     width = default.width if default else StackConfig.load(environ=False).n_features
     served = {settings.model_name: _serve(settings, settings.model_name, width, settings.n_classes)}
     wanted = list(registry) if settings.models.strip() == "all" else [n.strip() for n in settings.models.split(",")]

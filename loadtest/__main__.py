@@ -155,10 +155,12 @@ def _overhead(args: argparse.Namespace, stamp: str) -> int:
     from loadtest.report.tables import hop_table
     from stack.config import StackConfig
     from stack.launcher import NativeStack
+    from stack.registry import model as registry_model
 
     out = args.out or ROOT / "reports" / f"overhead-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    stack = NativeStack(StackConfig.load({"TF_BATCHING": "false", "TS_BATCH_SIZE": "1"}), run_dir=out / "stack")
+    cfg = StackConfig.load({"TF_BATCHING": "false", "TS_BATCH_SIZE": "1"})
+    stack = NativeStack(cfg, run_dir=out / "stack", models=[registry_model(cfg.model_name)])  # the measured model
     print("== starting the native stack (batching off)")
     stack.up(log=lambda line: print("   " + line))
     try:

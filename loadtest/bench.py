@@ -419,12 +419,6 @@ def warm_up(cfg: StackConfig, targets: list[str], rows: int, n: int = 50) -> Non
                     raise StageFailed(f"warm-up of {target} answered {r.status_code}: {r.text[:300]}")
 
 
-def model_overrides(spec: ModelSpec) -> dict[str, str]:
-    """The stack's settings for measuring this model: it is the default model of the servers and the gateway."""
-    return {"MODEL_NAME": spec.name, "MODEL_VERSION": str(spec.version), "N_FEATURES": str(spec.width),
-            "N_CLASSES": str(spec.classes)}  # fmt: skip
-
-
 @contextmanager
 def stack_for(
     mode: str,
@@ -438,7 +432,7 @@ def stack_for(
     if existing is not None:
         yield existing
         return
-    cfg = StackConfig.load({**(model_overrides(spec) if spec else {}), **batching_overrides(mode, base, rows)})
+    cfg = StackConfig.load({**(spec.stack_overrides() if spec else {}), **batching_overrides(mode, base, rows)})
     # The servers load only the model measured: another model's workers would take CPU and memory from it.
     suffix = f"-{spec.name}" if spec else ""
     stack = NativeStack(cfg, run_dir=run_dir / f"stack{suffix}-{mode}-r{rows}", models=[spec] if spec else None)
@@ -503,7 +497,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
         many = len(specs) > 1
         for mode, rows_list in stack_plan(opts):
             model_stack = stack if spec is specs[0] else None  # a running stack given serves the first model
-            with stack_for(mode, rows_list[0], base, model_stack, out, log, spec if many else None) as running:
+            with stack_for(mode, rows_list[0], base, model_stack, out, log, spec) as running:
                 key = mode if mode == "off" else f"{mode} (rows {rows_list[0]})"
                 key = f"{spec.name}: {key}" if many else key
                 in_force[key] = verify_settings(mode, running)

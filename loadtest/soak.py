@@ -22,6 +22,7 @@ from loadtest.measure import latency
 from loadtest.targets import TARGETS
 from stack.config import ROOT, StackConfig
 from stack.launcher import NativeStack
+from stack.registry import model as registry_model
 
 
 def _sample_rss(pid: int, stop: threading.Event, samples: list[tuple[float, int]], every_s: float) -> None:
@@ -48,7 +49,8 @@ def soak(
 ) -> dict[str, object]:  # type: ignore[no-untyped-def]
     out.mkdir(parents=True, exist_ok=True)
     own = stack is None
-    stack = stack or NativeStack(StackConfig.load(), run_dir=out / "stack")
+    cfg = StackConfig.load()
+    stack = stack or NativeStack(cfg, run_dir=out / "stack", models=[registry_model(cfg.model_name)])
     if own:
         log("== starting the native stack")
         stack.up(log=lambda line: log("   " + line))

@@ -274,9 +274,11 @@ class NativeStack:
                 f"a stack is already running (state in {self.state_path}): stop it with `python -m stack down`, "
                 "or pass --replace"
             )
-        for path in (self.cfg.tf_version_dir / "saved_model.pb", self.cfg.mar_path):
-            if not path.exists():
-                raise StackError(f"{path} is missing: run `python -m export` first")
+        for m in self.models:
+            for path in (m.tf_version_dir / "saved_model.pb", m.mar):
+                if not path.exists():
+                    hint = "run `python -m export` first" if m.builtin else "see models.toml and the README"
+                    raise StackError(f"{path} is missing ({m.name}): {hint}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         services = self.services()
         for svc in services:

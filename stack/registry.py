@@ -40,6 +40,11 @@ class ModelSpec:
     def tf_version_dir(self) -> Path:
         return self.tf_base / str(self.version)
 
+    def stack_overrides(self) -> dict[str, str]:
+        """StackConfig settings under which this model is the stack's default (the servers' and the gateway's)."""
+        return {"MODEL_NAME": self.name, "MODEL_VERSION": str(self.version), "N_FEATURES": str(self.width),
+                "N_CLASSES": str(self.classes)}  # fmt: skip
+
 
 def registry_path() -> Path:
     return Path(os.environ.get("SERVECOMPARE_MODELS") or REGISTRY_FILE)

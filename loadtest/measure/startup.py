@@ -41,7 +41,9 @@ def measure_startup(
 ) -> dict[str, Any]:
     """Each server started alone `repeats` times, alternating (tf, torch, tf, torch): start-up on this kind of machine
     varies several-fold between runs, so one start per side would make a verdict out of noise."""
-    stack = NativeStack(cfg, run_dir=run_dir)
+    from stack.registry import model
+
+    stack = NativeStack(cfg, run_dir=run_dir, models=[model(cfg.model_name)])  # the measured model alone
     (run_dir / "conf").mkdir(parents=True, exist_ok=True)
     services = stack.services()
     urls = {
