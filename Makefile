@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e scaling clean
+.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e scaling check-model clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ soak: install
 
 export: install
 	$(PY) -m export $(ARGS)
+
+# Is a registered model (yours: see the README) servable, and do both servers and the gateway answer as its
+# reference file says? make check-model MODEL=name [REGISTRY=path/to/models.toml]
+check-model: install
+	$(PY) -m export.check --model $(MODEL) $(if $(REGISTRY),--registry $(REGISTRY))
 
 # The training side: data-parallel PyTorch DDP vs TensorFlow MultiWorkerMirroredStrategy, N = 1 and 2 by default.
 scaling: install
