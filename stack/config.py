@@ -80,6 +80,7 @@ class StackConfig:
     host: str = "127.0.0.1"
     python_base_image: str = "python:3.11.14-slim-bookworm"
     locust_web_port: int = 8089
+    runtime_threads: int = 1
 
     @classmethod
     def load(cls, overrides: dict[str, str] | None = None, environ: bool = True) -> StackConfig:

@@ -34,7 +34,21 @@ def torchserve_effective(cfg: StackConfig, timeout: float = 5.0) -> dict[str, An
         "workers": len(workers),
         "workers_ready": sum(1 for w in workers if w.get("status") == "READY"),
         "response_timeout_s": model.get("responseTimeout"),
+        "torch_threads_per_worker": _worker_threads(workers),
     }
+
+
+def _worker_threads(workers: list[dict[str, Any]]) -> int | None:
+    """The torch threads the handler sets in its worker (DIGITS_TORCH_THREADS in the worker's environment, 1 when
+    unset), read from the first worker process found on this machine; None where no worker process is visible."""
+    for w in workers:
+        try:
+            environ = Path(f"/proc/{int(w['pid'])}/environ").read_bytes().split(b"\0")
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+        found = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"DIGITS_TORCH_THREADS=")]
+        return int(found[0]) if found else 1
+    return None
 
 
 _LABELS = re.compile(r'(\w+)="([^"]*)"')
@@ -54,7 +68,11 @@ def tf_serving_effective_from_cmdline(pid: int) -> dict[str, Any]:
     """Real TF Serving: the flags of the running process and the batching file they name."""
     args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     flags = dict(a.decode().lstrip("-").split("=", 1) for a in args if a.startswith(b"--") and b"=" in a)
-    values: dict[str, str] = {"batching": flags.get("enable_batching", "false").lower()}
+    values: dict[str, str] = {
+        "batching": flags.get("enable_batching", "false").lower(),
+        "intra_op_threads": flags.get("tensorflow_intra_op_parallelism", "0"),
+        "inter_op_threads": flags.get("tensorflow_inter_op_parallelism", "0"),
+    }
     if values["batching"] == "true" and "batching_parameters_file" in flags:
         text = Path(flags["batching_parameters_file"]).read_text()
         values.update(dict(re.findall(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)))
@@ -73,7 +91,11 @@ def _typed_tf(values: dict[str, str]) -> dict[str, Any]:
 
 def expected(cfg: StackConfig) -> dict[str, dict[str, Any]]:
     """What `cfg` asks each server for, in the same keys as the read-back."""
-    tf: dict[str, Any] = {"batching": cfg.tf_batching}
+    tf: dict[str, Any] = {
+        "batching": cfg.tf_batching,
+        "intra_op_threads": cfg.runtime_threads,
+        "inter_op_threads": cfg.runtime_threads,
+    }
     if cfg.tf_batching:
         tf |= {"max_batch_size": cfg.tf_max_batch_size, "batch_timeout_micros": cfg.tf_batch_timeout_micros}
     torch = {

@@ -147,6 +147,8 @@ class NativeStack:
             f"--rest_api_port={cfg.tf_rest_port}",
             f"--model_config_file={models_config}",
             f"--monitoring_config_file={serving_config.TF_MONITORING_CONFIG}",
+            f"--tensorflow_intra_op_parallelism={cfg.runtime_threads}",
+            f"--tensorflow_inter_op_parallelism={cfg.runtime_threads}",
         ]
         if cfg.tf_batching:
             batching = conf / "batching.config"
@@ -223,6 +225,7 @@ class NativeStack:
         env = {
             "LOG_LOCATION": str(ts_dir / "logs"),
             "METRICS_LOCATION": str(ts_dir / "logs"),
+            "DIGITS_TORCH_THREADS": str(cfg.runtime_threads),  # the handler's torch.set_num_threads
             "TEMP": str(ts_tmp),
             "TMPDIR": str(ts_tmp),  # TorchServe keeps its pid file and its workers' Unix sockets in the temp dir
         }

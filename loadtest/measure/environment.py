@@ -53,6 +53,7 @@ def environment(cfg: StackConfig, opts: Any, batching_on: dict[int, dict[str, st
             for rows, o in batching_on.items()
         },
         "ts_workers": cfg.ts_workers,
+        "runtime_threads": f"{cfg.runtime_threads} (TF intra-op and inter-op; torch threads per TorchServe worker)",
         "load_generator": DRIVERS.get(opts.driver, opts.driver),
         "trials": f"{opts.trials} to {opts.max_trials} per point, {opts.duration_s:g} s each, interleaved",
     }

@@ -110,10 +110,11 @@ def _environment(summary: dict[str, Any]) -> list[str]:
         "rows_per_request",
         "batching_modes",
         "ts_workers",
+        "runtime_threads",
         "load_generator",
         "trials",
     ):
-        lines.append(f"| {key} | {env[key]} |")
+        lines.append(f"| {key} | {env.get(key, '–')} |")
     lines.append(f"| versions | {', '.join(f'{k} {v}' for k, v in env['versions'].items())} |")
     lines.append(f"| batching 'on' settings (per rows/request) | {env['batching_on_settings']} |")
     lines += [

@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--enable_batching", default="false")
     p.add_argument("--batching_parameters_file", default=None)
     p.add_argument("--monitoring_config_file", default=None)
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, help="0: TensorFlow's default")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0, help="0: TensorFlow's default")
     p.add_argument(
         "--enable_model_warmup",
         default="true",
@@ -55,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{DISPLAY_NAME}] %(levelname)s %(message)s")
     log = logging.getLogger("tfserving_compat")
+
+    import tensorflow as tf
+
+    # Before any op runs: TensorFlow fixes its thread pools on first use, as TF Serving does at start.
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    if args.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
 
     from stack.tfserving_compat.servable import Servable, Served
 

@@ -269,6 +269,10 @@ def test_k8s_agrees_with_env_and_models(rendered) -> None:  # type: ignore[no-un
     assert images["torchserve"] == CFG.torchserve_image
     tf_args = deployments["tf-serving"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--enable_batching={str(CFG.tf_batching).lower()}" in tf_args
+    for pool in ("intra", "inter"):  # the runtimes' threads, explicit and equal on both sides
+        assert f"--tensorflow_{pool}_op_parallelism={CFG.runtime_threads}" in tf_args
+    ts_ctr = deployments["torchserve"]["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in ts_ctr["env"]}["DIGITS_TORCH_THREADS"] == str(CFG.runtime_threads)
     text = rendered["local"].read_text()
     assert f"/v1/models/{CFG.model_name}" in text  # TF Serving's readiness: the default model (it loads all first)
     ts = deployments["torchserve"]["spec"]["template"]["spec"]["containers"][0]
@@ -332,6 +336,7 @@ def test_compose_agrees_with_env() -> None:
         "GATEWAY_PORT",
         "MODEL_NAME",
         "TF_BATCHING",
+        "RUNTIME_THREADS",
     ):
         assert "${" + name + "}" in text, name
     assert not re.search(r"digits", text), "the model name comes from .env"

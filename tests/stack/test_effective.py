@@ -16,7 +16,7 @@ from tests.conftest import free_ports_config
 
 @pytest.mark.integration
 def test_non_default_torchserve_batching_and_workers_reach_torchserve(tmp_path: Path) -> None:
-    cfg = free_ports_config(TS_BATCH_SIZE="8", TS_MAX_BATCH_DELAY_MS="7", TS_WORKERS="2")
+    cfg = free_ports_config(TS_BATCH_SIZE="8", TS_MAX_BATCH_DELAY_MS="7", TS_WORKERS="2", RUNTIME_THREADS="2")
     stack = NativeStack(cfg, run_dir=tmp_path)
     (tmp_path / "conf").mkdir(parents=True)
     try:
@@ -31,6 +31,7 @@ def test_non_default_torchserve_batching_and_workers_reach_torchserve(tmp_path: 
     assert (actual["batch_size"], actual["max_batch_delay_ms"]) == (8, 7)
     assert (actual["min_workers"], actual["max_workers"], actual["workers_ready"]) == (2, 2, 2)
     assert actual["response_timeout_s"] == 30  # our config's value, not TorchServe's default of 120
+    assert actual["torch_threads_per_worker"] == 2  # RUNTIME_THREADS, read from a worker process
     assert effective.mismatches({"torch": effective.expected(cfg)["torch"]}, {"torch": actual}) == []
 
 
