@@ -2,9 +2,11 @@
 
 A lean sequential client (1 user, keep-alive) calls, at 1 and 64 rows per request, round after round with the
 order rotated: each backend directly, through the gateway, and through a bare aiohttp passthrough (bytes in/out,
-loadtest/drive/passthrough.py). Reported per backend and rows: p50/p99 added over the direct call for the gateway
-and for the passthrough, their ratio (the goal: ≤ 1.25× at 1 row, ≤ 1.5× at 64), and the CPU µs per request of
-the gateway's and the passthrough's process trees.
+loadtest/drive/passthrough.py). Reported per backend and rows:
+- p50/p99 added over the direct call of the same round (paired differences, median and range over rounds), for
+  the gateway and for the passthrough;
+- their ratio (the goal: ≤ 1.25× at 1 row, ≤ 1.5× at 64);
+- the CPU µs per request of the gateway's and the passthrough's process trees.
 """
 
 from __future__ import annotations
@@ -88,30 +90,42 @@ def measure_overhead(
 
 
 def summarize(runs: list[dict[str, Any]], rows_list: list[int]) -> dict[str, Any]:
+    """Added latency as paired differences: each round's hop p50 minus the same round's direct p50, then the median
+    and range over rounds. The machine drifts between rounds (at 64 rows the direct p50 moved 4-6 ms); within a
+    round it mostly doesn't, so pairing keeps that drift out of the difference."""
+
     def med(route: str, rows: int, key: str) -> float:
         return statistics.median(r[key] for r in runs if r["route"] == route and r["rows"] == rows)
 
     def cpu(route: str, rows: int, tree: str) -> float:
         return statistics.median(r["cpu_us"][tree] for r in runs if r["route"] == route and r["rows"] == rows)
 
+    def paired(route: str, rows: int, key: str) -> list[float]:
+        by_trial = {(r["route"], r["trial"]): r[key] for r in runs if r["rows"] == rows}
+        base = route.split("-")[0] + "-direct"
+        return [
+            v - by_trial[(base, trial)]
+            for (name, trial), v in by_trial.items()
+            if name == route and (base, trial) in by_trial
+        ]
+
     table = []
     for rows in rows_list:
         for b in ("tf", "torch"):
-            added = {
-                hop: med(f"{b}-{hop}", rows, "p50") - med(f"{b}-direct", rows, "p50")
-                for hop in ("gateway", "passthrough")
-            }
-            added99 = {
-                hop: med(f"{b}-{hop}", rows, "p99") - med(f"{b}-direct", rows, "p99")
-                for hop in ("gateway", "passthrough")
-            }
-            ratio = added["gateway"] / added["passthrough"] if added["passthrough"] > 0 else None
+            added = {hop: paired(f"{b}-{hop}", rows, "p50") for hop in ("gateway", "passthrough")}
+            added99 = {hop: paired(f"{b}-{hop}", rows, "p99") for hop in ("gateway", "passthrough")}
+            mid = {hop: statistics.median(v) for hop, v in added.items()}
+            ratio = mid["gateway"] / mid["passthrough"] if mid["passthrough"] > 0 else None
             table.append({
                 "backend": b, "rows": rows, "direct_p50_ms": round(med(f"{b}-direct", rows, "p50"), 3),
-                "gateway_added_p50_ms": round(added["gateway"], 3),
-                "passthrough_added_p50_ms": round(added["passthrough"], 3),
-                "gateway_added_p99_ms": round(added99["gateway"], 3),
-                "passthrough_added_p99_ms": round(added99["passthrough"], 3),
+                "gateway_added_p50_ms": round(mid["gateway"], 3),
+                "gateway_added_p50_range": [round(min(added["gateway"]), 3), round(max(added["gateway"]), 3)],
+                "passthrough_added_p50_ms": round(mid["passthrough"], 3),
+                "passthrough_added_p50_range": [
+                    round(min(added["passthrough"]), 3), round(max(added["passthrough"]), 3)
+                ],
+                "gateway_added_p99_ms": round(statistics.median(added99["gateway"]), 3),
+                "passthrough_added_p99_ms": round(statistics.median(added99["passthrough"]), 3),
                 "ratio_p50": round(ratio, 2) if ratio is not None else None, "goal": GOALS.get(rows),
                 "gateway_cpu_us": round(cpu(f"{b}-gateway", rows, "gateway")),
                 "passthrough_cpu_us": round(cpu(f"{b}-passthrough", rows, "passthrough")),
