@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 GLOBAL_BATCH = 64
 LEARNING_RATE = 1e-2
@@ -41,6 +42,13 @@ class WorkerResult:
     train_rows: int = 0
     setup_seconds: float = 0.0
     strategy: str = ""
+
+    def record(self, epoch: int, loss: float, accuracy: float, logger: Any = None) -> None:
+        """Rank 0's figures for one epoch, and the same to TensorBoard when it logs (export/tensorboard.py)."""
+        self.losses.append(loss)
+        self.accuracies.append(accuracy)
+        if logger is not None:
+            logger.log(epoch, loss, accuracy)
 
 
 def worker_args(argv: list[str] | None = None) -> tuple[Plan, int, int, Path, Path | None]:

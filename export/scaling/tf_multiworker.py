@@ -97,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             loss_value = total / max(len(batches), 1)
             acc = float((forward(tf.constant(split.x_test)).numpy().argmax(1) == split.y_test).mean())
-            result.losses.append(loss_value)
-            result.accuracies.append(acc)
-            if logger:
-                logger.log(epoch, loss_value, acc)
+            result.record(epoch, loss_value, acc, logger)
     if logger:
         logger.close()
     if rank == 0:

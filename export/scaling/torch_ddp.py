@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             loss_value = float(total) / plan.workers / max(len(batches), 1)
             acc = torch_model.accuracy(model, split.x_test, split.y_test)
-            result.losses.append(loss_value)
-            result.accuracies.append(acc)
-            if logger:
-                logger.log(epoch, loss_value, acc)
+            result.record(epoch, loss_value, acc, logger)
     if logger:
         logger.close()
     dist.destroy_process_group()
