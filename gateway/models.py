@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from gateway.backends import tfserving, torchserve
 from gateway.backends.base import Backend
 from gateway.errors import UnknownModel
-from gateway.schemas import RequestRules, request_rules
+from gateway.schemas import DEFAULT_WIDTH, RequestRules, request_rules
 from gateway.settings import Settings
-from stack.config import StackConfig
 from stack.registry import ModelSpec, RegistryError, load_registry
 
 
@@ -37,7 +36,7 @@ def create_models(settings: Settings) -> dict[str, ServedModel]:
     default = registry.get(settings.model_name)
     if default is not None:  # the registry's shape for it; else .env's width and GATEWAY_N_CLASSES
         settings = settings.model_copy(update={"n_classes": default.classes})
-    width = default.width if default else StackConfig.load(environ=False).n_features
+    width = default.width if default else DEFAULT_WIDTH
     served = {settings.model_name: _serve(settings, settings.model_name, width, settings.n_classes)}
     wanted = list(registry) if settings.models.strip() == "all" else [n.strip() for n in settings.models.split(",")]
     for name in wanted:

@@ -1,7 +1,7 @@
 """The core of a prediction: the body validated once, one upstream call with admission and metrics, the answer
 built as bytes.
 
-The request body is validated straight from the bytes: msgspec accepts the valid ones fast (`FastPredictRequest`),
+The request body is validated straight from the bytes: msgspec accepts the valid ones fast (`fast_request`),
 and whatever it refuses is judged by pydantic-core against the `PredictRequest` model the docs show (its verdict,
 its 400/413/422 messages). The body is then forwarded upstream as it came: it already is TF Serving's row format and
 what the TorchServe handler reads. The answer is serialised once with orjson. No stdlib json, no second
@@ -25,11 +25,8 @@ from gateway.errors import BackendTimeout, BackendUnavailable, GatewayError, Pay
 from gateway.metrics import GatewayMetrics
 from gateway.models import ServedModel, lookup
 from gateway.routing import choose_backend, other
-from gateway.schemas import RequestRules, request_rules
+from gateway.schemas import DEFAULT_WIDTH, RequestRules, request_rules
 from gateway.settings import Settings
-from stack.config import StackConfig
-
-_DEFAULT_WIDTH = StackConfig.load(environ=False).n_features
 
 JSON_MEDIA = "application/json"
 
@@ -37,7 +34,7 @@ JSON_MEDIA = "application/json"
 def valid_rows(body: bytes, settings: Settings, rules: RequestRules | None = None) -> int:
     """The row count of a body known to be a valid prediction request for the model whose rules these are (the
     default model's by default), else 400/413/422."""
-    rules = rules or request_rules(_DEFAULT_WIDTH)
+    rules = rules or request_rules(DEFAULT_WIDTH)
     try:
         rows = len(rules.fast.decode(body).instances)
     except msgspec.DecodeError:  # (ValidationError is one) not necessarily invalid: the pydantic schema says

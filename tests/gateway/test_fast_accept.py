@@ -89,6 +89,11 @@ def test_fast_accept_never_accepts_what_the_schema_refuses(doc: object) -> None:
         b'\xef\xbb\xbf{"instances": [[' + b",".join([b"0"] * N) + b"]]}",  # BOM
         b'{"instances": [[' + b",".join([b"0"] * N) + b"]]} []",  # trailing data
         b'{"instances": [[' + b",".join([b"true"] * N) + b"]]}",
+        # just beyond the bound, each the only flaw of its body
+        b'{"instances": [[1000001' + b",0" * (N - 1) + b"]]}",
+        b'{"instances": [[1000000.5' + b",0" * (N - 1) + b"]]}",
+        b'{"instances": [[0' + b",0" * (N - 2) + b",-1000001]]}",
+        b'{"instances": [[0' + b",0" * (N - 1) + b"]], " + b'"extra": 1}',
     ],
 )
 def test_fast_accept_on_raw_edge_cases(body: bytes) -> None:
