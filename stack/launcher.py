@@ -98,11 +98,10 @@ def free_port_overrides(host: str = "127.0.0.1") -> dict[str, str]:
 def short_temp_dir(run_dir: Path) -> Path:
     """TorchServe's temp dir for a stack: its workers' Unix sockets live there (`.ts.sock.9000`), and a socket path
     longer than 107 bytes can't be bound: the worker dies at start ("Backend stream closed") and TorchServe retries
-    forever. A run dir deep in a tree (pytest's tmp_path) is too long, so: a short one, named after the run dir."""
+    forever. A run dir deep in a tree (pytest's tmp_path) is too long, so: a short one, named after the run dir
+    (made when TorchServe's service is built, removed by `down`)."""
     digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"servecompare-ts-{digest}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(tempfile.gettempdir()) / f"servecompare-ts-{digest}"
 
 
 def tf_server_kind() -> str:
@@ -193,6 +192,7 @@ class NativeStack:
         ts_dir = self.run_dir / "torchserve"
         (ts_dir / "logs").mkdir(parents=True, exist_ok=True)
         ts_tmp = short_temp_dir(self.run_dir)
+        ts_tmp.mkdir(parents=True, exist_ok=True)  # removed by down()
         # The served models' archives, wherever the registry keeps them, in one model store of this run.
         store = ts_dir / "model-store"
         shutil.rmtree(store, ignore_errors=True)
@@ -374,6 +374,7 @@ class NativeStack:
     def down(self, grace: float = 10.0, log: Callable[[str], None] = print) -> None:
         """Stop every recorded process group: SIGTERM, wait up to `grace`, then SIGKILL."""
         _stop_groups([Proc(**p) for p in self._read_state()], grace, log)
+        shutil.rmtree(short_temp_dir(self.run_dir), ignore_errors=True)
         self.state_path.unlink(missing_ok=True)
         lifecycle.unregister(self.run_dir)
 

@@ -33,6 +33,7 @@ from stack.compose.engine import Unavailable, compose_cli, docker_engine, why_no
 from stack.compose.images import base_image, wheelhouse
 from stack.config import MODELS_DIR, ROOT, RUN_DIR, StackConfig
 from stack.launcher import free_port
+from stack.lifecycle import stop_on_signals
 
 PROJECT = "servecompare-e2e"
 FILES = (ROOT / "docker-compose.yml", ROOT / "docker-compose.selfbuilt.yml")
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     current = "engine"
     t0 = time.monotonic()
     try:
-        with docker_engine(WORK / "dockerd.log") as started:
+        with stop_on_signals(), docker_engine(WORK / "dockerd.log") as started:
             results.append("engine (started here, stopped at the end)" if started else "engine (running)")
             try:
                 for current, fn in steps:
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                         failure = failure or ("down", exc)
     except RuntimeError as exc:  # Unavailable: dockerd did not come up
         failure = failure or (current, exc)
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP: the stack went down, a dockerd started here stopped
+        print(f"compose e2e: INTERRUPTED at {current} ({stop or 'Ctrl-C'}); passed: {', '.join(results) or 'nothing'}")
+        return 130
     took = time.monotonic() - t0
     if failure:
         print(f"   {failure[1]}", file=sys.stderr)

@@ -59,7 +59,10 @@ def test_the_native_stack_serves_what_it_is_given(tmp_path: Path) -> None:
             m.mar.write_bytes(b"")
     stack = NativeStack(CFG, run_dir=tmp_path / "run", models=models)
     (tmp_path / "run" / "conf").mkdir(parents=True)
-    services = {s.name: s for s in stack.services()}
+    try:
+        services = {s.name: s for s in stack.services()}
+    finally:
+        stack.down(log=lambda _: None)  # nothing was started; down removes TorchServe's temp dir
     store = Path(services["torchserve"].cmd[services["torchserve"].cmd.index("--model-store") + 1])
     assert sorted(p.name for p in store.iterdir()) == sorted(f"{m.name}.mar" for m in models)
     assert (store / "mine.mar").resolve() == models[-1].mar

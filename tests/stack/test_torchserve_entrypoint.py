@@ -4,6 +4,7 @@ SIGTERM stops the CLI, the JVM and the workers within seconds; a dead JVM ends t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from stack.config import ROOT
-from stack.launcher import NativeStack
+from stack.launcher import NativeStack, short_temp_dir
 from tests.conftest import free_ports_config, processes_mentioning
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,7 @@ def _up(url: str) -> bool:
 def _cleanup(marker: str) -> None:
     for p in _ours(marker):
         p.kill()
+    shutil.rmtree(short_temp_dir(Path(marker)), ignore_errors=True)  # what NativeStack.down would remove
 
 
 def test_sigterm_stops_every_torchserve_process_within_seconds(tmp_path: Path) -> None:
