@@ -46,6 +46,7 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
     points = summary["points"]
     if not points:
         return []
+    model = f", model {prefix.rstrip('-')}" if prefix else ""  # a figure opened on its own says which
     rows_values = sorted({p["rows"] for p in points})
     users = sorted({p["users"] for p in points})
 
@@ -67,13 +68,16 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
             style = {"linestyle": "--", "color": line[0].get_color()}
             _errorbar(ax, xs, [p["p99"] for p in ps], label=f"{target} [{batching}] p99", **style)
         ax.set(
-            yscale="log", xlabel="concurrent users", ylabel="latency (ms)", title=f"Latency, {rows} row(s) per request"
+            yscale="log",
+            xlabel="concurrent users",
+            ylabel="latency (ms)",
+            title=f"Latency, {rows} row(s) per request{model}",
         )
 
     def throughput_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
         for (target, batching), ps in series.items():
             _errorbar(ax, [p["users"] for p in ps], [p["rps"] for p in ps], label=f"{target} [{batching}]")
-        ax.set(xlabel="concurrent users", ylabel="requests / s", title=f"Throughput, {rows} row(s) per request")
+        ax.set(xlabel="concurrent users", ylabel="requests / s", title=f"Throughput, {rows} row(s) per request{model}")
         ax.set_ylim(bottom=0)
 
     def cpu_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
@@ -83,7 +87,9 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
             if target in owner and all(stats):
                 label = f"{owner[target]} process tree ({target}) [{batching}]"
                 _errorbar(ax, [p["users"] for p in ps], stats, label=label)  # type: ignore[arg-type]
-        ax.set(xlabel="concurrent users", ylabel="CPU µs per request", title=f"CPU cost per request, {rows} row(s)")
+        ax.set(
+            xlabel="concurrent users", ylabel="CPU µs per request", title=f"CPU cost per request, {rows} row(s){model}"
+        )
         ax.set_ylim(bottom=0)
 
     per_rows(PLOTS[0], latency_panel, fontsize=6, ncol=2)
@@ -99,7 +105,11 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
             ys = [hist.get_value_at_percentile(q) / 1000.0 for q in quantiles]
             ax.plot(range(len(quantiles)), ys, marker="o", label=f"{p['target']} [{p['batching']}]")
     ax.set_xticks(range(len(quantiles)), [f"p{q:g}" for q in quantiles])
-    ax.set(yscale="log", ylabel="latency (ms)", title=f"Latency distribution at {top} users (all trials merged, exact)")
+    ax.set(
+        yscale="log",
+        ylabel="latency (ms)",
+        title=f"Latency distribution at {top} users (all trials merged, exact){model}",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
