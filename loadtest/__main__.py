@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the gateway's added latency and CPU vs calling the backend directly and vs a bare passthrough",
     )
     o.add_argument("--rows", type=_ints, default=[1, 64], help="rows per request (default 1,64)")
-    o.add_argument("--trials", type=int, default=5, help="interleaved rounds (default 5)")
-    o.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
+    o.add_argument("--trials", type=int, default=5, help="rounds per backend and rows (default 5)")
+    o.add_argument(
+        "--duration", type=float, default=6.0, help="seconds per round, its three routes in turn (default 6)"
+    )
     o.add_argument("--out", type=Path, default=None)
     s = sub.add_parser("soak", help="constant load through the gateway to both backends for minutes")
     s.add_argument("--minutes", type=float, default=3.0)

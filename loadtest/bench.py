@@ -515,7 +515,8 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
                     from loadtest.overhead import measure_overhead
 
                     log("== the gateway as a hop: direct vs gateway vs a bare passthrough, 1 user")
-                    overhead = measure_overhead(running, rows_list, opts.overhead_trials, opts.duration_s, log)
+                    # A round's three routes share its seconds: twice a sweep point's.
+                    overhead = measure_overhead(running, rows_list, opts.overhead_trials, opts.duration_s * 2, log)
                 if opts.slo_ms and 1 in rows_list:
                     log(f"== SLO search: p99 <= {opts.slo_ms:g} ms, open-loop Poisson arrivals")
                     slo += [{**s, "model": spec.name} for s in slo_search(running, opts, mode, log)]

@@ -1,26 +1,32 @@
 """The gateway's cost as a hop, measured against yardsticks in one interleaved run (`python -m loadtest overhead`).
 
-A lean sequential client (1 user, keep-alive) calls, at 1 and 64 rows per request, round after round with the
-order rotated: each backend directly, through the gateway, and through a bare aiohttp passthrough (bytes in/out,
-loadtest/drive/passthrough.py). Reported per backend and rows:
-- p50/p99 added over the direct call of the same round (paired differences, median and range over rounds), for
-  the gateway and for the passthrough;
-- their ratio (the goal: ≤ 1.25× at 1 row, ≤ 1.5× at 64);
-- the CPU µs per request of the gateway's and the passthrough's process trees.
+One sequential client (1 user, keep-alive; loadtest/drive/interleave.py) calls, at 1 and 64 rows per request, a
+backend directly, through the gateway and through a bare aiohttp passthrough (bytes in/out,
+loadtest/drive/passthrough.py) in turn, request by request, the same payload on all three. A round is one backend
+for `duration_s`; rounds alternate the backends. Reported per backend and rows:
+- p50/p99 added over the direct call in the same round (median and range over rounds), for the gateway and for the
+  passthrough, and their ratio (the goal: <= 1.25x at 1 row, <= 1.5x at 64);
+- the CPU µs per request of the gateway's and the passthrough's process trees, and the client's own.
+
+Why request by request: with a few seconds per route in turn (the first design), the machine's drift between
+those seconds (the direct p50 moved 4-6 ms at 64 rows) was larger than the hop being measured.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from loadtest.bench import _pid, run_lean_at
+from loadtest.bench import _pid
 from loadtest.measure.processes import TreeMeter
 from stack.config import ROOT
 from stack.launcher import NativeStack, free_port
@@ -48,41 +54,67 @@ def start_passthrough(stack: NativeStack) -> tuple[subprocess.Popen[bytes], str]
     raise RuntimeError("the passthrough did not start")
 
 
+def run_interleaved(routes: dict[str, tuple[str, str]], rows: int, duration_s: float) -> dict[str, Any]:
+    """routes: name -> (kind, URL with path); loadtest/drive/interleave.py in its own process."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, "-m", "loadtest.drive.interleave", "--out", out.name, "--rows", str(rows),
+               "--duration", str(duration_s)]  # fmt: skip
+        for name, (kind, url) in routes.items():
+            cmd += ["--route", name, kind, url]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the interleaved client exited {proc.returncode}: {proc.stderr[-2000:]}")
+        return dict(json.loads(Path(out.name).read_text()))
+
+
 def measure_overhead(
     stack: NativeStack, rows_list: list[int], trials: int, duration_s: float, log: Callable[[str], None]
 ) -> dict[str, Any]:
+    """`duration_s` per round: one backend, its three routes in turn (each gets about a third of the requests)."""
     cfg = stack.cfg
     proc, passthrough = start_passthrough(stack)
-    paths = {"tf": f"/v1/models/{cfg.model_name}:predict", "torch": f"/predictions/{cfg.model_name}"}
+    direct = {
+        "tf": f"{cfg.tf_rest_url}/v1/models/{cfg.model_name}:predict",
+        "torch": f"{cfg.ts_inference_url}/predictions/{cfg.model_name}",
+    }
     routes = {
-        f"{b}-{hop}": (url, path, b)
+        b: {
+            f"{b}-direct": (b, direct[b]),
+            f"{b}-gateway": (b, f"{cfg.gateway_url}/predict/{b}"),
+            f"{b}-passthrough": (b, f"{passthrough}/{b}"),
+        }
         for b in ("tf", "torch")
-        for hop, (url, path) in {
-            "direct": (cfg.tf_rest_url if b == "tf" else cfg.ts_inference_url, paths[b]),
-            "gateway": (cfg.gateway_url, f"/predict/{b}"),
-            "passthrough": (passthrough, f"/{b}"),
-        }.items()
     }
     pids = {"gateway": _pid(stack, "gateway"), "passthrough": proc.pid}
     runs: list[dict[str, Any]] = []
     try:
         for rows in rows_list:
-            for url, path, backend in routes.values():  # warm every route and connection
-                run_lean_at(url, path, backend, 1, 0.3, rows)
+            for b in routes:  # warm every route and connection
+                run_interleaved(routes[b], rows, 0.5)
             for trial in range(trials):
-                order = list(routes)
-                shift = trial % len(order)
-                for name in order[shift:] + order[:shift]:
-                    url, path, backend = routes[name]
+                for b in ("tf", "torch") if trial % 2 == 0 else ("torch", "tf"):
                     with TreeMeter(pids) as meter:
-                        r = run_lean_at(url, path, backend, 1, duration_s, rows)
-                    n = max(r["requests"], 1)
-                    runs.append({
-                        "route": name, "rows": rows, "trial": trial, "p50": r["latency"]["p50"],
-                        "p99": r["latency"]["p99"], "rps": r["rps"], "failures": r["failures"],
-                        "cpu_us": {k: m["cpu_s"] * 1e6 / n for k, m in meter.result.items()},
-                    })  # fmt: skip
-                    log(f"   overhead [rows {rows} trial {trial + 1}] {name:18s} p50 {r['latency']['p50']} ms")
+                        r = run_interleaved(routes[b], rows, duration_s)
+                    for name, route in r["routes"].items():
+                        hop = name.split("-", 1)[1]
+                        n = max(route["requests"], 1)
+                        tree = meter.result.get(hop)
+                        runs.append({
+                            "route": name, "rows": rows, "trial": trial, "p50": route["p50"], "p99": route["p99"],
+                            "requests": route["requests"], "failures": route["failures"],
+                            "failure_samples": route["failure_samples"],
+                            "cpu_us": {hop: tree["cpu_s"] * 1e6 / n} if tree else {},
+                            "client_cpu_us": r["generator_cpu_us_per_request"],
+                        })  # fmt: skip
+                    added = {
+                        hop: r["routes"][f"{b}-{hop}"]["p50"] - r["routes"][f"{b}-direct"]["p50"]
+                        for hop in ("gateway", "passthrough")
+                    }
+                    log(
+                        f"   overhead [rows {rows} round {trial + 1}] {b:5s} direct p50 "
+                        f"{r['routes'][f'{b}-direct']['p50']:.3f} ms, added: gateway {added['gateway']:+.3f} ms, "
+                        f"passthrough {added['passthrough']:+.3f} ms"
+                    )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -90,9 +122,9 @@ def measure_overhead(
 
 
 def summarize(runs: list[dict[str, Any]], rows_list: list[int]) -> dict[str, Any]:
-    """Added latency as paired differences: each round's hop p50 minus the same round's direct p50, then the median
-    and range over rounds. The machine drifts between rounds (at 64 rows the direct p50 moved 4-6 ms); within a
-    round it mostly doesn't, so pairing keeps that drift out of the difference."""
+    """Added latency as paired differences: each round's hop p50 minus the same round's direct p50 (the routes of a
+    round were called in turn, request by request), then the median and range over rounds. The machine drifts
+    between rounds; pairing keeps that drift out of the difference."""
 
     def med(route: str, rows: int, key: str) -> float:
         return statistics.median(r[key] for r in runs if r["route"] == route and r["rows"] == rows)
@@ -129,5 +161,6 @@ def summarize(runs: list[dict[str, Any]], rows_list: list[int]) -> dict[str, Any
                 "ratio_p50": round(ratio, 2) if ratio is not None else None, "goal": GOALS.get(rows),
                 "gateway_cpu_us": round(cpu(f"{b}-gateway", rows, "gateway")),
                 "passthrough_cpu_us": round(cpu(f"{b}-passthrough", rows, "passthrough")),
+                "client_cpu_us": round(med(f"{b}-direct", rows, "client_cpu_us")),
             })  # fmt: skip
     return {"table": table, "runs": runs, "failures": sum(r["failures"] for r in runs)}

@@ -183,16 +183,17 @@ def startup(summary: dict[str, Any]) -> list[str]:
 
 def hop_table(overhead: dict[str, Any]) -> list[str]:
     lines = [
-        "A sequential keep-alive client, 1 user, interleaved rounds: p50 added over calling the backend directly in",
-        "the same round (median [min–max] over rounds),",
-        "through the gateway and through a bare aiohttp passthrough (bytes in/out, no parsing); the goal is the",
-        "gateway within 1.25x of the passthrough at 1 row and 1.5x at 64 rows.",
-        "CPU: each hop's process tree per request.",
+        "One sequential keep-alive client calls a backend directly, through the gateway and through a bare aiohttp",
+        "passthrough (bytes in/out, no parsing) in turn, request by request, with the same payload; a round is one",
+        "backend for some seconds. Added: the hop's p50 (p99) minus the direct p50 (p99) of the same round, median",
+        "[min–max] over rounds. The goal: the gateway within 1.25x of the passthrough at 1 row, 1.5x at 64 rows.",
+        "CPU: each hop's process tree per request; the client's own per request beside it.",
         "",
         "| backend | rows | direct p50 ms | gateway +p50 ms | passthrough +p50 ms | ratio (goal) | gateway +p99 ms "
-        "| passthrough +p99 ms | gateway CPU µs/req | passthrough CPU µs/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| passthrough +p99 ms | gateway CPU µs/req | passthrough CPU µs/req | client CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
     def added(r: dict[str, Any], hop: str) -> str:
         span = r.get(f"{hop}_added_p50_range")
         return f"{r[f'{hop}_added_p50_ms']}" + (f" [{span[0]}–{span[1]}]" if span else "")
@@ -201,7 +202,8 @@ def hop_table(overhead: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {r['backend']} | {r['rows']} | {r['direct_p50_ms']} | {added(r, 'gateway')} | "
             f"{added(r, 'passthrough')} | {r['ratio_p50']} (≤ {r['goal']}) | {r['gateway_added_p99_ms']} | "
-            f"{r['passthrough_added_p99_ms']} | {r['gateway_cpu_us']} | {r['passthrough_cpu_us']} |"
+            f"{r['passthrough_added_p99_ms']} | {r['gateway_cpu_us']} | {r['passthrough_cpu_us']} | "
+            f"{r.get('client_cpu_us', '–')} |"
         )
     return [*lines, ""]
 

@@ -11,6 +11,7 @@ import httpx
 import psutil
 import pytest
 
+from loadtest.overhead import measure_overhead
 from stack.config import ROOT
 from stack.launcher import PORT_KEYS, NativeStack, StackError, port_free
 from tests.conftest import free_ports_config
@@ -50,6 +51,13 @@ def test_cli_up_predict_down_leaves_nothing(tmp_path, test_rows) -> None:  # typ
         assert status.returncode == 0 and status.stdout.count("running") == 3
         descendants = {c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)}
         assert descendants, "TorchServe's java frontend and worker run under the launcher's processes"
+        # The hop instrument on the real stack, briefly: every route answered right, both hops measured.
+        hops = measure_overhead(stack, [1], trials=1, duration_s=1.0, log=lambda _: None)
+        assert hops["failures"] == 0 and {r["backend"] for r in hops["table"]} == {"tf", "torch"}
+        for row in hops["table"]:
+            assert row["gateway_added_p50_ms"] > 0 and row["passthrough_added_p50_ms"] > 0, row
+            assert row["gateway_cpu_us"] > 0 and row["passthrough_cpu_us"] > 0 and row["client_cpu_us"] > 0, row
+        assert len({r["requests"] for r in hops["runs"] if r["route"].startswith("tf-")}) == 1  # in turn
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120

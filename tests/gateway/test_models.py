@@ -41,6 +41,7 @@ def answer(rows: int, classes: int) -> dict[str, object]:
 def upstreams() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False) as mock:
         for name in WIDTHS:
+
             def tf_predict(request: httpx.Request, name: str = name) -> httpx.Response:
                 rows = len(json.loads(request.content)["instances"])
                 return httpx.Response(200, json=answer(rows, CLASSES[name]))
@@ -50,9 +51,7 @@ def upstreams() -> Iterator[respx.MockRouter]:
             mock.get(f"{TF}/v1/models/{name}").respond(
                 json={"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}
             )
-            mock.get(f"{TSM}/models/{name}").respond(
-                json=[{"modelVersion": "1", "workers": [{"status": "READY"}]}]
-            )
+            mock.get(f"{TSM}/models/{name}").respond(json=[{"modelVersion": "1", "workers": [{"status": "READY"}]}])
         yield mock
 
 

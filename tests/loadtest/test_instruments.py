@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,10 +28,15 @@ pytestmark = pytest.mark.integration
 
 @contextmanager
 def stub_model_server(
-    delay_s: float = 0.0, stall_at: int | None = None, stall_s: float = 0.2, served_ms: list[float] | None = None
+    delay_s: float = 0.0,
+    stall_at: int | None = None,
+    stall_s: float = 0.2,
+    served_ms: list[float] | None = None,
+    drift: Callable[[], float] | None = None,
 ) -> Iterator[int]:
     """TF Serving's predict URL on raw HTTP/1.1 keep-alive, answering right (the label each row must get) after
-    exactly `delay_s` (busy-wait); request number `stall_at` blocks the whole server for `stall_s`, like a pause."""
+    exactly `delay_s` (busy-wait) plus `drift()` seconds; request number `stall_at` blocks the whole server for
+    `stall_s`, like a pause."""
     answers = {p.body: p.expected for p in payloads(1)}
     port, ready, count = free_port(), threading.Event(), [0]
     loop = asyncio.new_event_loop()
@@ -48,7 +53,8 @@ def stub_model_server(
                 count[0] += 1
                 if count[0] == stall_at:
                     time.sleep(stall_s)  # blocks the loop: every connection waits
-                while time.perf_counter() - started < delay_s:
+                wait_s = delay_s + (drift() if drift else 0.0)
+                while time.perf_counter() - started < wait_s:
                     pass
                 (label,) = answers[body]
                 out = orjson.dumps({"predictions": [[0.91 if i == label else 0.01 for i in range(10)]]})
@@ -99,6 +105,41 @@ def test_sub_millisecond_resolution() -> None:
     added, really_added = p50[0.0013] - p50[0.0], served[0.0013] - served[0.0]
     assert 1.29 <= really_added < 2.0, served
     assert abs(added - really_added) <= 0.1, (p50, served)
+
+
+def test_interleaving_keeps_the_machines_drift_out_of_a_hops_cost() -> None:
+    """The hop instrument's client (loadtest/drive/interleave.py) on two stub servers: one takes a known 1.3 ms more
+    than the other, and both are 3 ms slower for the first 0.6 s of the 2 s run (the machine drifting). Called in
+    turn, request by request, the two see the same drift: the p50 difference is what the second adds, as both
+    measured it themselves, within 0.15 ms. (One route after the other, the first would get all of the drift and
+    the difference would come out negative.)"""
+    import statistics
+
+    from loadtest.overhead import run_interleaved
+
+    start = time.monotonic()
+
+    def drift() -> float:
+        return 0.003 if time.monotonic() - start < 0.6 else 0.0
+
+    base: list[float] = []
+    slow: list[float] = []
+    with (
+        stub_model_server(served_ms=base, drift=drift) as direct,
+        stub_model_server(delay_s=0.0013, served_ms=slow, drift=drift) as hop,
+    ):
+        path = "/v1/models/digits:predict"
+        r = run_interleaved(
+            {"direct": ("tf", f"http://127.0.0.1:{direct}{path}"), "hop": ("tf", f"http://127.0.0.1:{hop}{path}")},
+            rows=1, duration_s=2.0,
+        )  # fmt: skip
+    routes = r["routes"]
+    assert routes["direct"]["failures"] == routes["hop"]["failures"] == 0
+    assert abs(routes["direct"]["requests"] - routes["hop"]["requests"]) <= 1 and routes["hop"]["requests"] > 200
+    added = routes["hop"]["p50"] - routes["direct"]["p50"]
+    really_added = statistics.median(slow) - statistics.median(base)
+    assert 1.2 <= really_added < 2.0, (statistics.median(slow), statistics.median(base))
+    assert abs(added - really_added) <= 0.15, (routes["hop"]["p50"], routes["direct"]["p50"], really_added)
 
 
 def test_a_stall_shows_in_the_open_loop_tail_not_in_the_closed_loop_one() -> None:

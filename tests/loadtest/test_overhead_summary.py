@@ -29,6 +29,7 @@ def runs() -> list[dict]:  # type: ignore[type-arg]
                         "rps": 100.0,
                         "failures": 0,
                         "cpu_us": {"gateway": 900.0, "passthrough": 800.0},
+                        "client_cpu_us": 150.0 + trial,
                     }
                 )
     return out
@@ -40,3 +41,4 @@ def test_added_latency_is_paired_within_rounds() -> None:
     assert tf["gateway_added_p50_ms"] == 0.3 and tf["gateway_added_p50_range"] == [0.2, 0.5]
     assert tf["passthrough_added_p50_ms"] == 0.2 and tf["ratio_p50"] == 1.5
     assert tf["gateway_added_p99_ms"] == 0.3 and tf["gateway_cpu_us"] == 900 and tf["direct_p50_ms"] == 6.0
+    assert tf["client_cpu_us"] == 151

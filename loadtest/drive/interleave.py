@@ -1,0 +1,128 @@
+"""Several routes measured request by request in turn: the instrument for what a hop adds.
+
+One sequential client (asyncio + uvloop, one keep-alive connection per route, the lean driver's raw HTTP/1.1)
+sends the same payload to every route in a cycle, one after another, then the next cycle with another payload and
+the order rotated. Every route so sees the same moments of a shared, drifting machine and the same payloads: the
+difference of two routes' percentiles is the hops' difference, not the minute's. (Rounds of a few seconds per route
+in turn, the first design, let the direct p50 move 4-6 ms between rounds at 64 rows: more than the hop.)
+
+    python -m loadtest.drive.interleave --route tf-direct tf http://127.0.0.1:8501/v1/models/digits:predict \\
+        --route tf-gateway tf http://127.0.0.1:8000/predict/tf --rows 64 --duration 6 --out -
+
+Every answer is checked like the lean driver's. Output: per route requests, failures, p50/p99 in ms at 1 µs
+resolution, the HDR histogram; the client's own CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from loadtest.drive.lean import Connection, Outcome, ProtocolError, _one, build_requests
+from loadtest.measure import latency
+
+
+async def interleaved(
+    routes: list[tuple[str, str, str]], rows: int, duration_s: float, seed: int
+) -> dict[str, Outcome]:
+    """routes: (name, kind, url with path). The payload list is the same for every route (loadtest/payloads.py), so
+    index i is the same payload everywhere."""
+    rng = random.Random(seed)
+    names = [name for name, _, _ in routes]
+    requests, conns, outcomes = {}, {}, {}
+    for name, kind, url in routes:
+        parts = urlsplit(url)
+        requests[name] = (kind, parts.hostname or "127.0.0.1", parts.port or 80, build_requests(url, parts.path, rows))
+        conns[name] = await Connection.open(requests[name][1], requests[name][2])
+        outcomes[name] = Outcome()
+    count = len(next(iter(requests.values()))[3])
+    deadline = time.perf_counter() + duration_s
+    cycle = 0
+    try:
+        while time.perf_counter() < deadline:
+            i = rng.randrange(count)
+            shift = cycle % len(names)
+            for name in names[shift:] + names[:shift]:
+                kind, host, port, reqs = requests[name]
+                req, payload = reqs[i]
+                try:
+                    await _one(conns[name], req, payload, kind, time.perf_counter_ns(), outcomes[name])
+                except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
+                    outcomes[name].requests += 1
+                    outcomes[name].fail(f"connection: {type(exc).__name__}")
+                    conns[name].close()
+                    conns[name] = await Connection.open(host, port)
+            cycle += 1
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return outcomes
+
+
+def _ms(hist: Any, percentile: float) -> float | None:
+    return hist.get_value_at_percentile(percentile) / 1000.0 if hist.get_total_count() else None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    wall0 = time.perf_counter()
+    outcomes = asyncio.run(interleaved([tuple(r) for r in args.route], args.rows, args.duration, args.seed))
+    wall = time.perf_counter() - wall0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    total = sum(o.requests for o in outcomes.values())
+    return {
+        "driver": "interleave (one sequential client, routes in turn request by request, raw HTTP/1.1 keep-alive)",
+        "wall_s": round(wall, 3),
+        "generator_cpu_s": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 3),
+        "generator_cpu_us_per_request": round(
+            ((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)) * 1e6 / max(total, 1), 1
+        ),
+        "routes": {
+            name: {
+                "requests": o.requests,
+                "failures": o.failures,
+                "failure_samples": [f"{n}x {why}" for why, n in sorted(o.samples.items(), key=lambda kv: -kv[1])][:5],
+                "p50": _ms(o.hist, 50.0),
+                "p99": _ms(o.hist, 99.0),
+                "hdr": latency.encode(o.hist),
+            }
+            for name, o in outcomes.items()
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.drive.interleave", description=__doc__)
+    p.add_argument(
+        "--route", nargs=3, action="append", required=True, metavar=("NAME", "KIND", "URL"),
+        help="a route: its name, how answers are checked (tf, torch, compare), its URL with path",
+    )  # fmt: skip
+    p.add_argument("--duration", type=float, default=6.0)
+    p.add_argument("--rows", type=int, default=1, help="rows per request")
+    p.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
+    p.add_argument("--out", default="-", help="result JSON file ('-': stdout)")
+    args = p.parse_args(argv)
+    result = json.dumps(run(args))
+    if args.out == "-":
+        print(result)
+    else:
+        with open(args.out, "w") as fh:
+            fh.write(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
