@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0)
@@ -34,7 +36,11 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "gateway_upstream_in_flight", "Requests in flight to each backend", ["backend"], registry=self.registry
+            "gateway_upstream_in_flight",
+            "Requests in flight to each backend",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livesum",  # with several workers: the sum over the live ones
         )
         self.upstream = Histogram(
             "gateway_upstream_duration_seconds",
@@ -44,6 +50,15 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    def exposition(self) -> bytes:
+        """The text format: this process's metrics, or, with several workers (PROMETHEUS_MULTIPROC_DIR set by
+        `python -m gateway`), every worker's summed, whichever worker answers the scrape."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return bytes(generate_latest(registry))
+        return bytes(generate_latest(self.registry))
 
     def observe_request(self, route: str, backend: str, status: str, seconds: float) -> None:
         """Label lookups are cached: prometheus_client's labels() costs more than the observation itself."""

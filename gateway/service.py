@@ -103,9 +103,7 @@ async def predict_routed(
         return await predict_with(served.backends[fallback], body, rows, state.metrics, state.admission)
 
 
-async def compare(
-    state: Any, scope: MutableMapping[str, Any], body: bytes, model: str | None = None
-) -> dict[str, Any]:
+async def compare(state: Any, scope: MutableMapping[str, Any], body: bytes, model: str | None = None) -> dict[str, Any]:
     served = model_of(state, model)
     rows = valid_rows(body, state.settings, served.rules)
     tf, torch = await asyncio.gather(

@@ -69,4 +69,8 @@ class Settings(BaseSettings):
         return self.max_concurrency_per_backend or max(1, self.max_connections - 4)
 
     max_batch: int = Field(256, ge=1)
+    # Processes serving the gateway (`python -m gateway`): uvicorn workers on one port, metrics summed over them
+    # (Prometheus' multiprocess mode). The admission limit above holds per process. In Kubernetes keep 1 and let
+    # the HPA add pods; on a VM or with compose, up to the cores the gateway may use.
+    workers: int = Field(_stack.gateway_workers, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1)

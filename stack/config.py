@@ -81,6 +81,7 @@ class StackConfig:
     python_base_image: str = "python:3.11.14-slim-bookworm"
     locust_web_port: int = 8089
     runtime_threads: int = 1
+    gateway_workers: int = 1
 
     @classmethod
     def load(cls, overrides: dict[str, str] | None = None, environ: bool = True) -> StackConfig:

@@ -257,6 +257,7 @@ class NativeStack:
             "GATEWAY_TORCH_MANAGEMENT_URL": cfg.ts_management_url,
             "GATEWAY_MODEL_NAME": cfg.model_name,
             "GATEWAY_MODELS": ",".join(m.name for m in self.models),  # what the servers here serve, no more
+            "GATEWAY_WORKERS": str(cfg.gateway_workers),
             **self.gateway_env,
         }
 

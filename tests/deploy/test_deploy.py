@@ -334,6 +334,7 @@ def test_compose_agrees_with_env() -> None:
         "TF_GRPC_PORT",
         "TS_INFERENCE_PORT",
         "GATEWAY_PORT",
+        "GATEWAY_WORKERS",
         "MODEL_NAME",
         "TF_BATCHING",
         "RUNTIME_THREADS",
