@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -126,3 +128,62 @@ def processes_mentioning(marker: str) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+@contextmanager
+def gateway_process(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m gateway` on a free loopback port, `env` over this environment, once /healthz answers: (process,
+    base URL). Killed with its process group (uvicorn workers included) at the end, whatever happened."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"the gateway exited {proc.returncode}"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the gateway never answered /healthz"
+            time.sleep(0.2)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@contextmanager
+def tf_stand_in(delay_s: float = 0.0, winner: int = 0) -> Iterator[str]:
+    """A stand-in TF Serving for the default model: its status API says version 1 is AVAILABLE, and predict answers
+    each row with class `winner` after `delay_s`. Its base URL."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def predict(request: Request) -> JSONResponse:
+        rows = (await request.json())["instances"]
+        await asyncio.sleep(delay_s)
+        return JSONResponse({"predictions": [[0.2 if i == winner else 0.1 for i in range(10)] for _ in rows]})
+
+    async def status(_: Request) -> JSONResponse:
+        return JSONResponse({"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
+
+    name = StackConfig.load(environ=False).model_name
+    app = Starlette(
+        routes=[Route(f"/v1/models/{name}:predict", predict, methods=["POST"]), Route(f"/v1/models/{name}", status)]
+    )
+    with serve_in_thread(app) as url:
+        yield url

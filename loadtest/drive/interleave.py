@@ -17,15 +17,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import random
 import resource
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from loadtest.drive.lean import Connection, Outcome, ProtocolError, _one, build_requests
+from loadtest.drive.lean import (
+    Connection,
+    Outcome,
+    ProtocolError,
+    _one,
+    add_run_options,
+    build_requests,
+    failure_samples,
+    install_uvloop,
+    write_result,
+)
 from loadtest.measure import latency
 
 
@@ -71,12 +79,7 @@ def _ms(hist: Any, percentile: float) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    install_uvloop()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     outcomes = asyncio.run(interleaved([tuple(r) for r in args.route], args.rows, args.duration, args.seed))
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             name: {
                 "requests": o.requests,
                 "failures": o.failures,
-                "failure_samples": [f"{n}x {why}" for why, n in sorted(o.samples.items(), key=lambda kv: -kv[1])][:5],
+                "failure_samples": failure_samples(o),
                 "p50": _ms(o.hist, 50.0),
                 "p99": _ms(o.hist, 99.0),
                 "hdr": latency.encode(o.hist),
@@ -110,17 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "--route", nargs=3, action="append", required=True, metavar=("NAME", "KIND", "URL"),
         help="a route: its name, how answers are checked (tf, torch, compare), its URL with path",
     )  # fmt: skip
-    p.add_argument("--duration", type=float, default=6.0)
-    p.add_argument("--rows", type=int, default=1, help="rows per request")
-    p.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
-    p.add_argument("--out", default="-", help="result JSON file ('-': stdout)")
+    add_run_options(p, duration_s=6.0)
     args = p.parse_args(argv)
-    result = json.dumps(run(args))
-    if args.out == "-":
-        print(result)
-    else:
-        with open(args.out, "w") as fh:
-            fh.write(result)
+    write_result(run(args), args.out)
     return 0
 
 

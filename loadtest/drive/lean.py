@@ -217,13 +217,39 @@ async def open_loop(url: str, path: str, kind: str, rate: float, duration_s: flo
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def install_uvloop() -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
+
+
+def failure_samples(out: Outcome) -> list[str]:
+    return [f"{n}x {why}" for why, n in sorted(out.samples.items(), key=lambda kv: -kv[1])][:5]
+
+
+def add_run_options(p: argparse.ArgumentParser, duration_s: float) -> None:
+    """The options every driver here takes: how long, how many rows, the payload seed, where the result goes."""
+    p.add_argument("--duration", type=float, default=duration_s)
+    p.add_argument("--rows", type=int, default=1, help="rows per request")
+    p.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
+    p.add_argument("--out", default="-", help="result JSON file ('-': stdout)")
+
+
+def write_result(result: dict[str, Any], out: str) -> None:
+    """The result JSON to a file, or to stdout for '-'."""
+    text = json.dumps(result)
+    if out == "-":
+        print(text)
+    else:
+        with open(out, "w") as fh:
+            fh.write(text)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    install_uvloop()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     if args.rate:
@@ -238,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mode": "open" if args.rate else "closed",
         "requests": out.requests,
         "failures": out.failures,
-        "failure_samples": [f"{n}x {why}" for why, n in sorted(out.samples.items(), key=lambda kv: -kv[1])][:5],
+        "failure_samples": failure_samples(out),
         "wall_s": round(wall, 3),
         "rps": round(out.requests / wall, 1) if wall else 0.0,
         "generator_cpu_s": round(cpu, 3),
@@ -257,17 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=["tf", "torch", "compare"], required=True, help="how answers are checked")
     p.add_argument("--users", type=int, default=1, help="closed loop: concurrent users")
     p.add_argument("--rate", type=float, default=0.0, help="open loop: Poisson arrivals per second")
-    p.add_argument("--duration", type=float, default=5.0)
-    p.add_argument("--rows", type=int, default=1, help="rows per request")
-    p.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
-    p.add_argument("--out", default="-", help="result JSON file ('-': stdout)")
+    add_run_options(p, duration_s=5.0)
     args = p.parse_args(argv)
-    result = json.dumps(run(args))
-    if args.out == "-":
-        print(result)
-    else:
-        with open(args.out, "w") as fh:
-            fh.write(result)
+    write_result(run(args), args.out)
     return 0
 
 

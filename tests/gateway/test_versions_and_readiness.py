@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import respx
 
-from stack.config import ROOT
-from stack.launcher import free_port
+from tests.conftest import gateway_process
 from tests.gateway.test_routes import PROBS, ROW, TF, TF_PREDICT, TS_PREDICT, TSM, make_client
 
 
@@ -71,7 +67,6 @@ def test_readiness_in_the_sense_asked() -> None:
 
 def test_the_gateway_starts_with_kubernetes_service_link_variables() -> None:
     """What the kubelet injects for Services named gateway, tf-serving and torchserve (enableServiceLinks)."""
-    port = free_port()
     links = {}
     for service, svc_port in (("GATEWAY", 8000), ("TF_SERVING", 8501), ("TORCHSERVE", 8080)):
         addr = f"tcp://10.96.12.34:{svc_port}"
@@ -84,24 +79,6 @@ def test_the_gateway_starts_with_kubernetes_service_link_variables() -> None:
             f"{service}_PORT_{svc_port}_TCP_PORT": str(svc_port),
             f"{service}_PORT_{svc_port}_TCP_PROTO": "tcp",
         }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **links, "GATEWAY_TF_URL": "http://127.0.0.1:9", "GATEWAY_TORCH_URL": "http://127.0.0.1:9"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the gateway never answered"
-            time.sleep(0.2)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    env = {**links, "GATEWAY_TF_URL": "http://127.0.0.1:9", "GATEWAY_TORCH_URL": "http://127.0.0.1:9"}
+    with gateway_process(env) as (_, base):  # it serves: /healthz answered
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200

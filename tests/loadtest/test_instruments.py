@@ -111,8 +111,8 @@ def test_interleaving_keeps_the_machines_drift_out_of_a_hops_cost() -> None:
     """The hop instrument's client (loadtest/drive/interleave.py) on two stub servers: one takes a known 1.3 ms more
     than the other, and both are 3 ms slower for the first 0.6 s of the 2 s run (the machine drifting). Called in
     turn, request by request, the two see the same drift: the p50 difference is what the second adds, as both
-    measured it themselves, within 0.15 ms. (One route after the other, the first would get all of the drift and
-    the difference would come out negative.)"""
+    measured it themselves, within 0.25 ms (a busy machine preempts the stubs now and then). One route after the
+    other, the first would get all of the drift and the difference would come out negative."""
     import statistics
 
     from loadtest.overhead import run_interleaved
@@ -139,7 +139,7 @@ def test_interleaving_keeps_the_machines_drift_out_of_a_hops_cost() -> None:
     added = routes["hop"]["p50"] - routes["direct"]["p50"]
     really_added = statistics.median(slow) - statistics.median(base)
     assert 1.2 <= really_added < 2.0, (statistics.median(slow), statistics.median(base))
-    assert abs(added - really_added) <= 0.15, (routes["hop"]["p50"], routes["direct"]["p50"], really_added)
+    assert abs(added - really_added) <= 0.25, (routes["hop"]["p50"], routes["direct"]["p50"], really_added)
 
 
 def test_a_stall_shows_in_the_open_loop_tail_not_in_the_closed_loop_one() -> None:
