@@ -92,18 +92,23 @@ def run_lean(
     return run_lean_at(base, path, check_kind(target), users, duration_s, rows, rate)
 
 
+def run_driver(module: str, args: list[str], duration_s: float, what: str) -> dict[str, Any]:
+    """A load driver (`python -m loadtest.drive.<module>`) in its own process, its result JSON read back; a driver
+    that fails is a StageFailed naming `what` it was driving."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, "-m", f"loadtest.drive.{module}", "--out", out.name, *args]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
+        if proc.returncode != 0:
+            raise StageFailed(f"load generator for {what} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        return dict(json.loads(Path(out.name).read_text()))
+
+
 def run_lean_at(
     base: str, path: str, kind: str, users: int, duration_s: float, rows: int, rate: float = 0.0
 ) -> dict[str, Any]:
     args = {"--url": base, "--path": path, "--kind": kind, "--users": users, "--rate": rate,
             "--duration": duration_s, "--rows": rows}  # fmt: skip
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [sys.executable, "-m", "loadtest.drive.lean", "--out", out.name]
-        cmd += [str(x) for kv in args.items() for x in kv]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
-        if proc.returncode != 0:
-            raise StageFailed(f"load generator for {base}{path} exited {proc.returncode}: {proc.stderr[-2000:]}")
-        return dict(json.loads(Path(out.name).read_text()))
+    return run_driver("lean", [str(x) for kv in args.items() for x in kv], duration_s, f"{base}{path}")
 
 
 def _metrics_urls(cfg: StackConfig) -> dict[str, str]:

@@ -14,19 +14,16 @@ those seconds (the direct p50 moved 4-6 ms at 64 rows) was larger than the hop b
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from loadtest.bench import _pid
+from loadtest.bench import _pid, run_driver
 from loadtest.measure.processes import TreeMeter
 from stack.config import ROOT
 from stack.launcher import NativeStack, free_port
@@ -56,15 +53,10 @@ def start_passthrough(stack: NativeStack) -> tuple[subprocess.Popen[bytes], str]
 
 def run_interleaved(routes: dict[str, tuple[str, str]], rows: int, duration_s: float) -> dict[str, Any]:
     """routes: name -> (kind, URL with path); loadtest/drive/interleave.py in its own process."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [sys.executable, "-m", "loadtest.drive.interleave", "--out", out.name, "--rows", str(rows),
-               "--duration", str(duration_s)]  # fmt: skip
-        for name, (kind, url) in routes.items():
-            cmd += ["--route", name, kind, url]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"the interleaved client exited {proc.returncode}: {proc.stderr[-2000:]}")
-        return dict(json.loads(Path(out.name).read_text()))
+    args = ["--rows", str(rows), "--duration", str(duration_s)]
+    for name, (kind, url) in routes.items():
+        args += ["--route", name, kind, url]
+    return run_driver("interleave", args, duration_s, ", ".join(routes))
 
 
 def measure_overhead(

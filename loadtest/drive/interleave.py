@@ -30,6 +30,7 @@ from loadtest.drive.lean import (
     _one,
     add_run_options,
     build_requests,
+    cpu_since,
     failure_samples,
     install_uvloop,
     write_result,
@@ -74,32 +75,26 @@ async def interleaved(
     return outcomes
 
 
-def _ms(hist: Any, percentile: float) -> float | None:
-    return hist.get_value_at_percentile(percentile) / 1000.0 if hist.get_total_count() else None
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     install_uvloop()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     outcomes = asyncio.run(interleaved([tuple(r) for r in args.route], args.rows, args.duration, args.seed))
     wall = time.perf_counter() - wall0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = cpu_since(cpu0)
     total = sum(o.requests for o in outcomes.values())
     return {
         "driver": "interleave (one sequential client, routes in turn request by request, raw HTTP/1.1 keep-alive)",
         "wall_s": round(wall, 3),
-        "generator_cpu_s": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 3),
-        "generator_cpu_us_per_request": round(
-            ((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)) * 1e6 / max(total, 1), 1
-        ),
+        "generator_cpu_s": round(cpu, 3),
+        "generator_cpu_us_per_request": round(cpu * 1e6 / max(total, 1), 1),
         "routes": {
             name: {
                 "requests": o.requests,
                 "failures": o.failures,
                 "failure_samples": failure_samples(o),
-                "p50": _ms(o.hist, 50.0),
-                "p99": _ms(o.hist, 99.0),
+                "p50": latency.percentile_ms(o.hist, 50.0),
+                "p99": latency.percentile_ms(o.hist, 99.0),
                 "hdr": latency.encode(o.hist),
             }
             for name, o in outcomes.items()

@@ -230,6 +230,12 @@ def failure_samples(out: Outcome) -> list[str]:
     return [f"{n}x {why}" for why, n in sorted(out.samples.items(), key=lambda kv: -kv[1])][:5]
 
 
+def cpu_since(before: resource.struct_rusage) -> float:
+    """CPU seconds (user + system) this process used since `before` (resource.getrusage)."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return (now.ru_utime - before.ru_utime) + (now.ru_stime - before.ru_stime)
+
+
 def add_run_options(p: argparse.ArgumentParser, duration_s: float) -> None:
     """The options every driver here takes: how long, how many rows, the payload seed, where the result goes."""
     p.add_argument("--duration", type=float, default=duration_s)
@@ -257,8 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         out = asyncio.run(closed_loop(args.url, args.path, args.kind, args.users, args.duration, args.rows))
     wall = time.perf_counter() - wall0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    cpu = cpu_since(cpu0)
     return {
         "driver": "lean (asyncio + uvloop, raw HTTP/1.1 keep-alive, every answer checked with orjson)",
         "mode": "open" if args.rate else "closed",

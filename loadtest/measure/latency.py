@@ -44,6 +44,11 @@ def merge(encoded: list[str]) -> HdrHistogram:
     return total
 
 
+def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
+    """A percentile in ms at the histogram's full resolution (1 µs); None for an empty one."""
+    return hist.get_value_at_percentile(percentile) / 1000.0 if hist.get_total_count() else None
+
+
 def summary(hist: HdrHistogram) -> dict[str, Any]:
     """count, p50, p90, p99, p99.9, max, mean, all in ms with 2 decimals (µs resolution underneath)."""
     out: dict[str, Any] = {"count": int(hist.get_total_count())}
