@@ -85,11 +85,12 @@ def check_kind(target: str) -> str:
 
 
 def run_lean(
-    cfg: StackConfig, target: str, users: int, duration_s: float, rows: int, rate: float = 0.0
-) -> dict[str, Any]:
+    cfg: StackConfig, target: str, users: int, duration_s: float, rows: int, rate: float = 0.0,
+    arrivals: int = 0, grace: float = 2.0,
+) -> dict[str, Any]:  # fmt: skip
     """The lean driver in its own process (its CPU is its own, and it reports it)."""
     base, path = target_url(cfg, target)
-    return run_lean_at(base, path, check_kind(target), users, duration_s, rows, rate)
+    return run_lean_at(base, path, check_kind(target), users, duration_s, rows, rate, arrivals, grace)
 
 
 def run_driver(module: str, args: list[str], duration_s: float, what: str) -> dict[str, Any]:
@@ -104,11 +105,13 @@ def run_driver(module: str, args: list[str], duration_s: float, what: str) -> di
 
 
 def run_lean_at(
-    base: str, path: str, kind: str, users: int, duration_s: float, rows: int, rate: float = 0.0
-) -> dict[str, Any]:
+    base: str, path: str, kind: str, users: int, duration_s: float, rows: int, rate: float = 0.0,
+    arrivals: int = 0, grace: float = 2.0,
+) -> dict[str, Any]:  # fmt: skip
     args = {"--url": base, "--path": path, "--kind": kind, "--users": users, "--rate": rate,
-            "--duration": duration_s, "--rows": rows}  # fmt: skip
-    return run_driver("lean", [str(x) for kv in args.items() for x in kv], duration_s, f"{base}{path}")
+            "--duration": duration_s, "--rows": rows, "--arrivals": arrivals, "--grace": grace}  # fmt: skip
+    expected_s = max(duration_s, arrivals / rate if rate else 0.0) + grace
+    return run_driver("lean", [str(x) for kv in args.items() for x in kv], expected_s, f"{base}{path}")
 
 
 def _metrics_urls(cfg: StackConfig) -> dict[str, str]:
@@ -151,7 +154,8 @@ def measure_run(
         else:
             result = run_lean(cfg, target, users, opts.duration_s, rows)
     after = _server_counters(cfg, backends)
-    n = max(result["requests"], 1)
+    result.setdefault("ok", result["requests"] - result["failures"])
+    n = max(result["ok"], 1)  # CPU per *good* answer: failures are not served requests
     result |= {
         "target": target,
         "users": users,

@@ -4,10 +4,10 @@ Each target has its own base URL (env LOADTEST_TF_URL, LOADTEST_TS_URL, LOADTEST
 pick classes by name on the command line. Every answer is checked: status, shape and the label the model
 must give for that row. `LOADTEST_RATE_PER_USER` > 0 paces each user (requests/s) for the SLO search.
 
-Exact latencies: locust rounds response times below 100 ms to whole ms for its own statistics; every raw float also
-goes into an HDR histogram per request name here (1 µs resolution), workers ship theirs to the master with their
-reports, and at the end the master (or a standalone run) prints exact percentiles and, with LOADTEST_HDR_OUT set,
-writes them with the encoded histograms to that JSON file.
+Exact latencies: locust rounds response times below 100 ms to whole ms for its own statistics; every good answer's
+raw float also goes into an HDR histogram per request name here (1 µs resolution), workers ship theirs to the master
+with their reports, and at the end the master (or a standalone run) prints exact percentiles and, with
+LOADTEST_HDR_OUT set, writes them with the encoded histograms to that JSON file. Failures are locust's to count.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ _HDR: dict[str, Any] = {}
 
 
 @events.request.add_listener
-def _record(name: str, response_time: float, **_: Any) -> None:
+def _record(name: str, response_time: float, exception: Any = None, **_: Any) -> None:
+    if exception is not None:  # a failure is counted by locust, never a latency sample
+        return
     hist = _HDR.get(name)
     if hist is None:
         hist = _HDR[name] = latency.new_histogram()

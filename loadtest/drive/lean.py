@@ -6,12 +6,17 @@ prebuilt request bytes, reads the answer by Content-Length, and checks it with o
 fraction of locust's, and its CPU time is reported with every run so it stays visible.
 
 - closed loop (`--users N`): N users, each with one connection, each sending its next request when the answer came.
-- open loop (`--rate R`): arrivals on a Poisson schedule at R req/s (MLPerf LoadGen's Server scenario); latency is
-  measured from the *scheduled* send time, so a stall of the server (or of this client) shows in the tail instead of
-  silently lowering the offered rate (no coordinated omission). `late_sends` counts sends > 1 ms behind schedule.
+- open loop (`--rate R`): arrivals on a Poisson schedule at R req/s (MLPerf LoadGen's Server scenario), for
+  `--duration` seconds or exactly `--arrivals N`; latency is measured from the *scheduled* send time (or from the
+  real send, if the timer woke early), so a stall of the server (or of this client) shows in the tail instead of
+  silently lowering the offered rate (no coordinated omission). `late_sends` counts sends that went out > 1 ms
+  behind schedule, measured when they went out (an oversleep counts), `early_sends` those the timer let out early.
 
-Every answer is checked: status 200 and the label each model must give (loadtest/payloads.py); anything else is a
-failure with a sample of what was wrong. Run: python -m loadtest.drive.lean --help
+Only good answers are latency and throughput. Every answer is checked: status 200 and the label each model must
+give (loadtest/payloads.py); anything else is a failure, counted apart, with a sample of what was wrong. A request
+still unanswered `--grace` seconds after the load ends is a failure too, and so is an open-loop arrival that found
+MAX_OPEN_LOOP_CONNECTIONS in flight. `rps` is good answers per second of the window in which the load ran.
+Run: python -m loadtest.drive.lean --help
 """
 
 from __future__ import annotations
@@ -41,18 +46,35 @@ class ProtocolError(Exception):
 
 @dataclass
 class Outcome:
+    """What a run saw. `requests` counts every request sent or scheduled; `failures` every one not answered right
+    (wrong, an error status, a broken connection, no answer by the end, never sent); `hist` holds the latencies of
+    good answers only, `failed_hist` those of answers that came back wrong."""
+
     hist: Any = field(default_factory=latency.new_histogram)
+    failed_hist: Any = field(default_factory=latency.new_histogram)
     requests: int = 0
     failures: int = 0
     samples: dict[str, int] = field(default_factory=dict)
     late_sends: int = 0
+    early_sends: int = 0
     backlogged: int = 0  # open loop: not sent, MAX_OPEN_LOOP_CONNECTIONS already in flight (the server fell behind)
+    unanswered: int = 0  # sent, but no answer by the end of the grace period
     max_connections: int = 0
+    last_answer_ns: int = 0
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.failures
 
     def fail(self, why: str) -> None:
+        self.requests += 1
         self.failures += 1
         if len(self.samples) < 20 or why in self.samples:
             self.samples[why] = self.samples.get(why, 0) + 1
+
+    def no_answer(self, grace_s: float) -> None:
+        self.unanswered += 1
+        self.fail(f"no answer {grace_s:g} s after the load ended")
 
 
 def check(kind: str, body: bytes, payload: Payload) -> str | None:
@@ -126,44 +148,113 @@ def build_requests(url: str, path: str, rows: int) -> list[tuple[bytes, Payload]
 
 
 async def _one(conn: Connection, req: bytes, payload: Payload, kind: str, started_ns: int, out: Outcome) -> None:
+    """One exchange, checked; its latency goes to `hist` only if the answer is right."""
     status, body = await conn.exchange(req)
-    latency.record_ms(out.hist, (time.perf_counter_ns() - started_ns) / 1e6)
-    out.requests += 1
-    if status != 200:
-        out.fail(f"HTTP {status}: {body[:120].decode(errors='replace')}")
-        return
-    problem = check(kind, body, payload)
+    now = time.perf_counter_ns()
+    out.last_answer_ns = now
+    problem = f"HTTP {status}: {body[:120].decode(errors='replace')}" if status != 200 else check(kind, body, payload)
     if problem:
         out.fail(problem)
+        latency.record_ms(out.failed_hist, (now - started_ns) / 1e6)
+        return
+    out.requests += 1
+    latency.record_ms(out.hist, (now - started_ns) / 1e6)
 
 
-async def closed_loop(url: str, path: str, kind: str, users: int, duration_s: float, rows: int) -> Outcome:
+async def _finish(tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]], timeout_s: float) -> None:
+    """Wait for `tasks` up to `timeout_s`, then cancel the rest (each counts its own request as unanswered)."""
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(set(tasks), timeout=max(timeout_s, 0.0))
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:  # e.g. the server went away and a user could not reconnect
+            raise task.exception()  # type: ignore[misc]
+
+
+@dataclass
+class Window:
+    """When the load ran: perf_counter_ns at its start and end (the last answer, or the end of the schedule if
+    later), and the same two moments on the wall clock, so meters outside this process can read the same span."""
+
+    start_ns: int
+    end_ns: int = 0
+    start_epoch: float = 0.0
+
+    @classmethod
+    def begin(cls) -> Window:
+        return cls(time.perf_counter_ns(), start_epoch=time.time())
+
+    def close(self, load_end_ns: int, out: Outcome) -> None:
+        self.end_ns = max(load_end_ns, out.last_answer_ns, self.start_ns + 1)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    def as_dict(self) -> dict[str, float]:
+        return {"start_epoch": round(self.start_epoch, 6), "end_epoch": round(self.start_epoch + self.seconds, 6),
+                "seconds": round(self.seconds, 6)}  # fmt: skip
+
+
+async def closed_loop(
+    url: str, path: str, kind: str, users: int, duration_s: float, rows: int, grace_s: float = 2.0
+) -> tuple[Outcome, Window]:
     parts = urlsplit(url)
     requests = build_requests(url, path, rows)
     out = Outcome(max_connections=users)
+    window = Window.begin()
     deadline = time.perf_counter() + duration_s
 
     async def user(seed: int) -> None:
         rng = random.Random(seed)
         conn = await Connection.open(parts.hostname or "127.0.0.1", parts.port or 80)
+        in_flight = False
         try:
             while time.perf_counter() < deadline:
                 req, payload = rng.choice(requests)
+                in_flight = True
                 try:
                     await _one(conn, req, payload, kind, time.perf_counter_ns(), out)
                 except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
-                    out.requests += 1
                     out.fail(f"connection: {type(exc).__name__}")
                     conn.close()
                     conn = await Connection.open(parts.hostname or "127.0.0.1", parts.port or 80)
+                in_flight = False
+        except asyncio.CancelledError:
+            if in_flight:
+                out.no_answer(grace_s)
+            raise
         finally:
             conn.close()
 
-    await asyncio.gather(*(user(i) for i in range(users)))
-    return out
+    tasks = [asyncio.create_task(user(i)) for i in range(users)]
+    await _finish(tasks, deadline + grace_s - time.perf_counter())
+    window.close(window.start_ns + int(duration_s * 1e9), out)
+    return out, window
 
 
-async def open_loop(url: str, path: str, kind: str, rate: float, duration_s: float, rows: int, seed: int) -> Outcome:
+def poisson_schedule(rng: random.Random, rate: float, duration_s: float, arrivals: int = 0) -> list[float]:
+    """Arrival offsets in seconds: exactly `arrivals` of them if given, else those before `duration_s`."""
+    offsets: list[float] = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(rate)
+        if (arrivals and len(offsets) >= arrivals) or (not arrivals and t >= duration_s):
+            return offsets
+        offsets.append(t)
+
+
+LATE_NS = 1_000_000  # a send more than 1 ms behind its schedule is late
+
+
+async def open_loop(
+    url: str, path: str, kind: str, rate: float, duration_s: float, rows: int, seed: int,
+    arrivals: int = 0, grace_s: float = 2.0,
+) -> tuple[Outcome, Window]:  # fmt: skip
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     requests = build_requests(url, path, rows)
@@ -171,50 +262,56 @@ async def open_loop(url: str, path: str, kind: str, rate: float, duration_s: flo
     out = Outcome()
     idle: list[Connection] = []
     opened = 0
-    start = time.perf_counter_ns()
-    schedule, t = [], 0.0
-    while True:
-        t += rng.expovariate(rate)
-        if t >= duration_s:
-            break
-        schedule.append(start + int(t * 1e9))
+    offsets = poisson_schedule(rng, rate, duration_s, arrivals)
+    window = Window.begin()
+    schedule = [window.start_ns + int(t * 1e9) for t in offsets]
     tasks: set[asyncio.Task[None]] = set()
 
     async def send(at_ns: int, req: bytes, payload: Payload) -> None:
         nonlocal opened
+        begun = time.perf_counter_ns()  # when this arrival really went out: after any oversleep of the timer
+        if begun - at_ns > LATE_NS:
+            out.late_sends += 1
+        elif begun < at_ns:
+            out.early_sends += 1
         conn = idle.pop() if idle else None
         try:
             if conn is None:
                 if opened >= MAX_OPEN_LOOP_CONNECTIONS:
                     out.backlogged += 1
+                    out.fail(f"not sent: {MAX_OPEN_LOOP_CONNECTIONS} requests already in flight")
                     return
                 opened += 1
                 out.max_connections = max(out.max_connections, opened)
                 conn = await Connection.open(host, port)
-            await _one(conn, req, payload, kind, at_ns, out)  # latency from the scheduled time
+            # latency from the scheduled time, or from the real send if the timer let it out early
+            await _one(conn, req, payload, kind, min(at_ns, begun), out)
             idle.append(conn)
         except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
-            out.requests += 1
             out.fail(f"connection: {type(exc).__name__}")
             if conn is not None:
                 conn.close()
                 opened -= 1
+        except asyncio.CancelledError:
+            out.no_answer(grace_s)
+            if conn is not None:
+                conn.close()
+            raise
 
     for at_ns in schedule:
         delay = (at_ns - time.perf_counter_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        elif delay < -0.001:
-            out.late_sends += 1
         req, payload = rng.choice(requests)
         task = asyncio.create_task(send(at_ns, req, payload))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.wait(tasks, timeout=60)
+    load_end = schedule[-1] if schedule else window.start_ns
+    await _finish(tasks, (load_end - time.perf_counter_ns()) / 1e9 + grace_s)
     for conn in idle:
         conn.close()
-    return out
+    window.close(load_end, out)
+    return out, window
 
 
 def install_uvloop() -> None:
@@ -239,6 +336,7 @@ def cpu_since(before: resource.struct_rusage) -> float:
 def add_run_options(p: argparse.ArgumentParser, duration_s: float) -> None:
     """The options every driver here takes: how long, how many rows, the payload seed, where the result goes."""
     p.add_argument("--duration", type=float, default=duration_s)
+    p.add_argument("--grace", type=float, default=2.0, help="seconds after the load to wait for answers")
     p.add_argument("--rows", type=int, default=1, help="rows per request")
     p.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
     p.add_argument("--out", default="-", help="result JSON file ('-': stdout)")
@@ -259,24 +357,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     if args.rate:
-        out = asyncio.run(open_loop(args.url, args.path, args.kind, args.rate, args.duration, args.rows, args.seed))
+        out, window = asyncio.run(
+            open_loop(args.url, args.path, args.kind, args.rate, args.duration, args.rows, args.seed,
+                      args.arrivals, args.grace)
+        )  # fmt: skip
     else:
-        out = asyncio.run(closed_loop(args.url, args.path, args.kind, args.users, args.duration, args.rows))
+        out, window = asyncio.run(
+            closed_loop(args.url, args.path, args.kind, args.users, args.duration, args.rows, args.grace)
+        )
     wall = time.perf_counter() - wall0
     cpu = cpu_since(cpu0)
     return {
         "driver": "lean (asyncio + uvloop, raw HTTP/1.1 keep-alive, every answer checked with orjson)",
         "mode": "open" if args.rate else "closed",
-        "requests": out.requests,
+        "requests": out.requests,  # sent or scheduled
+        "ok": out.ok,
         "failures": out.failures,
+        "unanswered": out.unanswered,
         "failure_samples": failure_samples(out),
         "wall_s": round(wall, 3),
-        "rps": round(out.requests / wall, 1) if wall else 0.0,
+        "window": window.as_dict(),
+        "rps": round(out.ok / window.seconds, 1),  # good answers per second of the load's window
         "generator_cpu_s": round(cpu, 3),
         "late_sends": out.late_sends,
+        "early_sends": out.early_sends,
         "backlogged": out.backlogged,
         "connections": out.max_connections,
-        "latency": latency.summary(out.hist),
+        "latency": latency.summary(out.hist),  # good answers only
+        "failed_latency": latency.summary(out.failed_hist),
         "hdr": latency.encode(out.hist),
     }
 
@@ -288,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=["tf", "torch", "compare"], required=True, help="how answers are checked")
     p.add_argument("--users", type=int, default=1, help="closed loop: concurrent users")
     p.add_argument("--rate", type=float, default=0.0, help="open loop: Poisson arrivals per second")
+    p.add_argument("--arrivals", type=int, default=0, help="open loop: exactly this many arrivals (not --duration)")
     add_run_options(p, duration_s=5.0)
     args = p.parse_args(argv)
     write_result(run(args), args.out)

@@ -33,10 +33,13 @@ def stub_model_server(
     stall_s: float = 0.2,
     served_ms: list[float] | None = None,
     drift: Callable[[], float] | None = None,
+    error_every: int = 0,
+    silent_every: int = 0,
 ) -> Iterator[int]:
     """TF Serving's predict URL on raw HTTP/1.1 keep-alive, answering right (the label each row must get) after
     exactly `delay_s` (busy-wait) plus `drift()` seconds; request number `stall_at` blocks the whole server for
-    `stall_s`, like a pause."""
+    `stall_s`, like a pause. Every `error_every`-th request gets a 503 at once; every `silent_every`-th is never
+    answered (its connection stays open, the others are served)."""
     answers = {p.body: p.expected for p in payloads(1)}
     port, ready, count = free_port(), threading.Event(), [0]
     loop = asyncio.new_event_loop()
@@ -51,6 +54,11 @@ def stub_model_server(
                 body = await reader.readexactly(length)
                 started = time.perf_counter()
                 count[0] += 1
+                if silent_every and count[0] % silent_every == 0:
+                    await asyncio.sleep(3600)
+                if error_every and count[0] % error_every == 0:
+                    writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+                    continue
                 if count[0] == stall_at:
                     time.sleep(stall_s)  # blocks the loop: every connection waits
                 wait_s = delay_s + (drift() if drift else 0.0)
