@@ -7,8 +7,9 @@ can't break it. The native launcher passes every URL explicitly."""
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stack.config import StackConfig
@@ -58,11 +59,30 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(5.0, gt=0)
     readiness_timeout_s: float = Field(1.0, gt=0)
     max_connections: int = Field(100, ge=1)
-    max_keepalive_connections: int = Field(50, ge=0)
+    # Idle connections kept per upstream; the raw client keeps at least the admission limit, so a burst reuses the
+    # previous burst's connections instead of closing and reopening the difference.
+    max_keepalive_connections: int = Field(100, ge=0)
+    # The largest answer body accepted from a backend (a larger one is a 502, and its connection is closed).
+    max_upstream_body_bytes: int = Field(8_000_000, ge=1)
     # Admission (gateway/admission.py): requests in flight per backend (default: max_connections less a few kept
     # for readiness and version calls) and how long a request may wait for a slot before a 503 + Retry-After.
     max_concurrency_per_backend: int | None = Field(None, ge=1)
     admission_wait_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backend_urls_speak_http(self) -> Settings:
+        """Refused at start, not spoken as plain HTTP to a TLS port: the raw client speaks http:// only."""
+        allowed = ("http",) if self.upstream_transport == "raw" else ("http", "https")
+        for field in ("tf_url", "torch_url", "torch_management_url"):
+            url = getattr(self, field)
+            scheme = urlsplit(url).scheme
+            if scheme not in allowed:
+                hint = " (for https, set GATEWAY_UPSTREAM_TRANSPORT=aiohttp)" if scheme == "https" else ""
+                raise ValueError(
+                    f"GATEWAY_{field.upper()}={url!r}: the {self.upstream_transport!r} upstream transport speaks "
+                    f"{' or '.join(allowed)} only{hint}"
+                )
+        return self
 
     @property
     def concurrency_limit(self) -> int:

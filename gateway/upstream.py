@@ -1,13 +1,14 @@
 """One pooled HTTP client per backend, bytes in and out, every transport failure mapped in one place.
 
-The default ("raw") is a small HTTP/1.1 keep-alive client on asyncio streams: the upstreams are known servers (TF
-Serving's REST API, TorchServe), the request is bytes already, and measured here per call it costs ~100 µs of CPU
-against ~250-280 µs for an aiohttp session and more for httpx, more than the model servers' own work per row.
-"aiohttp" and "httpcore" (httpx on its own transport, what the unit tests fake with respx) remain as options.
+The default ("raw") is a small HTTP/1.1 keep-alive client: an asyncio.Protocol per connection feeding httptools
+(llhttp, gateway/http1.py). The upstreams are known servers (TF Serving's REST API, TorchServe) and the request is
+bytes already, so a call costs far less CPU than an aiohttp session or httpx. "aiohttp" and "httpcore" (httpx on its
+own transport) remain as options; the route and error-path tests run on all three.
 
-Failures: connection refused/reset -> 503 (BackendUnavailable), no answer in time -> 504 (BackendTimeout),
-anything else from the transport -> 502 (UpstreamError). The connect timeout covers connecting only: the pool is
-larger than the admission limit (gateway/admission.py), so no request waits for a pooled connection.
+Failures: connection refused/reset before any answer -> 503 (BackendUnavailable), no answer within the call's one
+deadline -> 504 (BackendTimeout), an answer that is malformed, cut short or over the size limit -> 502
+(UpstreamError). The connect timeout covers connecting only: the pool is at least the admission limit
+(gateway/admission.py), so no request waits for a pooled connection and a burst reuses the previous one's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
+from gateway.http1 import AnswerError, ConnectionDropped, Http1Connection
 
 JSON = {"Content-Type": "application/json"}
 
@@ -30,118 +32,92 @@ class UpstreamClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Conn:
-    __slots__ = ("reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-
 class RawHttpUpstream:
-    """HTTP/1.1 keep-alive to one upstream: prebuilt request head, Content-Length or chunked answers, a LIFO pool of
-    idle connections. A request that fails on a reused connection before any answer (the server closed an idle
-    keep-alive connection) is retried once on a new one; a connect timeout likewise (the request never left)."""
+    """HTTP/1.1 keep-alive to one upstream: a prebuilt request head, the framing by httptools
+    (gateway/http1.py), a LIFO pool of idle, clean connections at least as large as the admission limit.
+
+    One deadline covers the whole call, a retry included. A call is retried once, on a new connection, only when not
+    one byte of an answer arrived: a reused connection the server closed as the request crossed it (servers close
+    idle keep-alive connections: uvicorn after 5 s), or a connect timeout (the request never left)."""
 
     def __init__(self, base_url: str, backend: str, settings: Any, headers: dict[str, str] | None = None) -> None:
         from urllib.parse import urlsplit
 
         parts = urlsplit(base_url)
+        if parts.scheme != "http":
+            raise ValueError(f"backend '{backend}': the raw upstream client speaks plain HTTP; got {base_url!r}")
         self.backend = backend
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self._prefix = parts.path.rstrip("/")
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self._head = f"Host: {parts.netloc}\r\n{extra}".encode()
+        self._head = f"Host: {parts.netloc}\r\n{extra}Content-Type: application/json\r\n".encode()
         self._timeout_s = settings.request_timeout_s
         self._connect_s = settings.connect_timeout_s
-        self._keep = max(settings.max_keepalive_connections, 1)
-        self._idle: list[_Conn] = []
+        self._max_body = settings.max_upstream_body_bytes
+        self._keep = max(settings.max_keepalive_connections, settings.concurrency_limit, 1)
+        self._idle: list[Http1Connection] = []
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self, deadline: float) -> Http1Connection:
+        loop = asyncio.get_running_loop()
         name = self.backend
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self._connect_s)
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: Http1Connection(self._max_body), self.host, self.port),
+                min(self._connect_s, max(deadline - loop.time(), 0.0)),
+            )
         except TimeoutError as exc:
             raise BackendTimeout(f"backend '{name}' timed out (connect)", backend=name) from exc
         except OSError as exc:
             raise BackendUnavailable(f"backend '{name}' is unreachable: {exc.strerror or exc}", backend=name) from exc
-        return _Conn(reader, writer)
+        return conn
 
-    def _idle_connection(self) -> _Conn | None:
-        """The most recently used idle connection the server has not closed (servers close idle keep-alive
-        connections: uvicorn after 5 s, so the TF side's pool goes stale between two bursts)."""
+    def _idle_connection(self) -> Http1Connection | None:
+        """The most recently used idle connection that is still clean (not closed, nothing unsolicited on it)."""
         while self._idle:
             conn = self._idle.pop()
-            if not conn.reader.at_eof() and not conn.writer.is_closing():
+            if conn.clean:
                 return conn
-            conn.writer.close()
+            conn.close()
         return None
 
-    async def _exchange(self, conn: _Conn, request: bytes) -> tuple[int, bytes, bool]:
-        conn.writer.write(request)
-        head = await conn.reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length, chunked, keep = None, False, True
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            key = name.strip().lower()
-            if key == b"content-length":
-                length = int(value)
-            elif key == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif key == b"connection":
-                keep = b"close" not in value.lower()
-        if chunked:
-            parts = []
-            while True:
-                size = int((await conn.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                data = await conn.reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                parts.append(data[:-2])
-            return status, b"".join(parts), keep
-        if length is None:  # the answer ends when the server closes
-            return status, await conn.reader.read(), False
-        return status, await conn.reader.readexactly(length), keep
-
     async def _request(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        request = (
-            f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode()
-            + self._head
-            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
+        line = f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode()
+        request = b"%s%sContent-Length: %d\r\n\r\n%s" % (line, self._head, len(body), body)
         name = self.backend
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # one deadline for the call, retry included
         for attempt in (0, 1):
             conn = self._idle_connection() if attempt == 0 else None  # a retry always gets a new connection
             reused = conn is not None
+            if conn is None:
+                try:
+                    conn = await self._connect(deadline)
+                except BackendTimeout:
+                    if attempt == 0 and loop.time() < deadline:
+                        continue  # the request never left
+                    raise
+            expiry = loop.call_at(deadline, conn.expire)
             try:
-                async with asyncio.timeout(timeout):
-                    if conn is None:
-                        conn = await self._connect()
-                    try:
-                        status, answer, keep = await self._exchange(conn, request)
-                    except BaseException:
-                        conn.writer.close()
-                        raise
-            except BackendTimeout:
-                if attempt == 0:
-                    continue  # a connect timeout: the request never left
-                raise
+                status, answer = await conn.exchange(request)
             except TimeoutError as exc:
                 raise BackendTimeout(f"backend '{name}' timed out (read)", backend=name) from exc
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                if reused and attempt == 0:
-                    continue  # an idle keep-alive connection the server had closed
-                raise BackendUnavailable(
-                    f"backend '{name}' is unreachable: {type(exc).__name__}", backend=name
-                ) from exc
-            except (ValueError, IndexError, asyncio.LimitOverrunError) as exc:
-                raise UpstreamError(f"backend '{name}' answered malformed HTTP", backend=name) from exc
-            if keep and len(self._idle) < self._keep:
+            except ConnectionDropped as exc:
+                if not exc.received and reused and attempt == 0:
+                    continue  # an idle connection the server closed as the request crossed it: nothing answered
+                if exc.received:
+                    raise UpstreamError(f"backend '{name}' cut its answer short: {exc}", backend=name) from exc
+                raise BackendUnavailable(f"backend '{name}' is unreachable: {exc}", backend=name) from exc
+            except AnswerError as exc:
+                raise UpstreamError(f"backend '{name}' {exc}", backend=name) from exc
+            except BaseException:  # cancelled: the answer may still come, on a connection no one reads
+                conn.close()
+                raise
+            finally:
+                expiry.cancel()
+            if conn.clean and len(self._idle) < self._keep:
                 self._idle.append(conn)
             else:
-                conn.writer.close()
+                conn.close()
             return status, answer
         raise BackendUnavailable(f"backend '{name}' is unreachable", backend=name)  # pragma: no cover
 
@@ -153,7 +129,7 @@ class RawHttpUpstream:
 
     async def aclose(self) -> None:
         while self._idle:
-            self._idle.pop().writer.close()
+            self._idle.pop().close()
 
 
 class AiohttpUpstream:
