@@ -23,23 +23,12 @@ from stack.tfserving_compat.errors import ServingError, invalid
 
 @dataclass(frozen=True)
 class BatchingParameters:
+    """What the batcher runs with; read from TF Serving's BatchingParameters file by server_config.py."""
+
     max_batch_size: int = 16
     batch_timeout_micros: int = 2000
     max_enqueued_batches: int = 1000
     num_batch_threads: int = 2
-
-    @classmethod
-    def parse(cls, text: str) -> BatchingParameters:
-        """Read TF Serving's batching parameters text proto (`name { value: N }` lines)."""
-        import re
-
-        values = {m[0]: int(m[1]) for m in re.findall(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
-        return cls(
-            max_batch_size=values.get("max_batch_size", cls.max_batch_size),
-            batch_timeout_micros=values.get("batch_timeout_micros", cls.batch_timeout_micros),
-            max_enqueued_batches=values.get("max_enqueued_batches", cls.max_enqueued_batches),
-            num_batch_threads=values.get("num_batch_threads", cls.num_batch_threads),
-        )
 
 
 @dataclass

@@ -10,11 +10,14 @@ import pytest
 
 from stack.tfserving_compat.batching import Batcher, BatchingParameters
 from stack.tfserving_compat.errors import ServingError
+from stack.tfserving_compat.server_config import BatchingSettings, batching_settings
 
 
-def test_parse_batching_parameters_file() -> None:
-    text = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 5000 }\nnum_batch_threads { value: 4 }\n"
-    assert BatchingParameters.parse(text) == BatchingParameters(32, 5000, num_batch_threads=4)
+def test_batching_parameters_file_is_read_with_the_schedulers_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "batching.config"
+    path.write_text("max_batch_size { value: 32 } batch_timeout_micros { value: 5000 } num_batch_threads { value: 4 }")
+    # max_enqueued_batches left out: SharedBatchScheduler's QueueOptions default (10), not a value of our own
+    assert batching_settings(str(path)) == BatchingSettings(32, 5000, 10, 4)
 
 
 def test_concurrent_requests_are_merged_and_split_back() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import grpc
 import httpx
@@ -16,9 +17,22 @@ CFG = StackConfig.load()
 NAME = CFG.model_name
 
 
+def labelled(tmp: Path) -> tuple[str, ...]:
+    """The model with the label `stable` -> 1, the way TF Serving takes labels: in the model config file, and at
+    start only with --allow_version_labels_for_unavailable_models (server_core.cc UpdateModelVersionLabelMap).
+    The config file wins over start_compat_server's --model_name/--model_base_path, as in TF Serving."""
+    path = tmp / "models.config"
+    path.write_text(
+        f'model_config_list {{ config {{ name: "{NAME}" base_path: "{CFG.tf_version_dir.parent}" '
+        'model_platform: "tensorflow" version_labels { key: "stable" value: 1 } } }\n'
+    )
+    return f"--model_config_file={path}", "--allow_version_labels_for_unavailable_models=true"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):  # type: ignore[no-untyped-def]
-    proc, rest, grpc_port = start_compat_server(tmp_path_factory.mktemp("compat"), "--version_label=stable=1")
+    tmp = tmp_path_factory.mktemp("compat")
+    proc, rest, grpc_port = start_compat_server(tmp, *labelled(tmp))
     try:
         yield f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
     finally:

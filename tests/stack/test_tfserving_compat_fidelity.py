@@ -11,6 +11,7 @@ import pytest
 
 from stack.config import StackConfig
 from tests.conftest import start_compat_server, stop_process
+from tests.stack.test_tfserving_compat import labelled
 
 pytestmark = pytest.mark.integration
 NAME = StackConfig.load().model_name
@@ -22,7 +23,7 @@ def batching_server(tmp_path_factory):  # type: ignore[no-untyped-def]
     params = tmp / "batching.config"
     params.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 1000 }\n")
     proc, rest, grpc_port = start_compat_server(
-        tmp, "--enable_batching=true", f"--batching_parameters_file={params}", "--version_label=stable=1"
+        tmp, "--enable_batching=true", f"--batching_parameters_file={params}", *labelled(tmp)
     )
     try:
         yield f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}"
