@@ -58,11 +58,21 @@ def _json_type(val: Any) -> str:
     return "Number"
 
 
+def _first_key_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object as TF Serving sees it: it looks keys up with RapidJSON's FindMember, which returns the FIRST
+    member of that name (json_tensor.cc), where Python's dict would keep the last."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        obj.setdefault(key, value)
+    return obj
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     if not body:
         raise invalid("JSON Parse error: The document is empty")
     try:
-        doc = json.loads(body)  # like rapidjson's kParseNanAndInfFlag, Python accepts NaN/Infinity
+        # like rapidjson's kParseNanAndInfFlag, Python accepts NaN/Infinity; a duplicated key: the first wins
+        doc = json.loads(body, object_pairs_hook=_first_key_wins)
     except UnicodeDecodeError as exc:
         raise invalid(f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}") from exc
     except json.JSONDecodeError as exc:

@@ -188,3 +188,15 @@ def test_grpc_predict_matches_rest(server, client, test_rows) -> None:  # type: 
         with pytest.raises(grpc.RpcError) as err:
             stub.Predict(request, timeout=10)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_duplicated_key_is_read_as_tf_serving_reads_it_the_first_wins(client, test_rows) -> None:  # type: ignore[no-untyped-def]
+    """RapidJSON's FindMember returns the first member of a name; Python's dict would keep the last."""
+    good, bad = json.dumps(test_rows[:1]), json.dumps([["x"] * 64])
+    first_good = post(client, f"/v1/models/{NAME}:predict", f'{{"instances": {good}, "instances": {bad}}}'.encode())
+    assert first_good.status_code == 200, first_good.text
+    assert first_good.json() == post(client, f"/v1/models/{NAME}:predict", {"instances": test_rows[:1]}).json()
+    first_bad = post(client, f"/v1/models/{NAME}:predict", f'{{"instances": {bad}, "instances": {good}}}'.encode())
+    assert first_bad.status_code == 400 and "is not of expected type: float" in first_bad.json()["error"]
+    named = f'{{"inputs": {{"features": {good}}}, "signature_name": "serving_default", "signature_name": "nope"}}'
+    assert post(client, f"/v1/models/{NAME}:predict", named.encode()).status_code == 200
