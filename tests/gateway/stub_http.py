@@ -112,6 +112,14 @@ class StubBackend:
         try:
             yield self
         finally:
-            self.loop.call_soon_threadsafe(self.server.close)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             thread.join(timeout=10)
+            self.loop.close()
+
+    async def _shutdown(self) -> None:
+        self.server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,130 @@
+"""The gateway's routes and its 502/503/504 table on every upstream transport, the default (raw) first, against a
+real loopback backend that answers with scripted bytes (tests/gateway/stub_http.py), not a faked transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.main import create_app
+from gateway.settings import Settings
+from stack.launcher import free_port
+from tests.gateway.stub_http import Request, StubBackend, answer
+
+TRANSPORTS = ["raw", "aiohttp", "httpcore"]  # the default first
+ROW = [0.25] * 64
+PROBS = [0.01] * 9 + [0.91]
+TF_PREDICT = ("POST", "/v1/models/digits:predict")
+TS_PREDICT = ("POST", "/predictions/digits")
+
+
+def _json(status: int, doc: Any, *headers: str) -> bytes:
+    return answer(status, orjson.dumps(doc), "Content-Type: application/json", *headers)
+
+
+GOOD = _json(200, {"predictions": [PROBS]})
+
+
+@pytest.fixture
+def stub() -> Iterator[StubBackend]:
+    backend = StubBackend()
+    backend.answers = {
+        ("GET", "/v1/models/digits"): _json(200, {"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}),
+        ("GET", "/models/digits"): _json(200, [{"modelVersion": "1.0", "workers": [{"status": "READY"}]}]),
+        TF_PREDICT: GOOD,
+        TS_PREDICT: GOOD,
+    }
+    with backend.running():
+        yield backend
+
+
+def gateway(stub: StubBackend, transport: str, **overrides: Any) -> TestClient:
+    urls = {"tf_url": stub.url, "torch_url": stub.url, "torch_management_url": stub.url}
+    settings = Settings(model_name="digits", models="", upstream_transport=transport, **{**urls, **overrides})
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def predict(c: TestClient, route: str = "/predict/tf") -> Any:
+    return c.post(route, json={"instances": [ROW]})
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_route_answers(stub: StubBackend, transport: str) -> None:
+    with gateway(stub, transport) as c:
+        for route in ("/predict", "/predict/tf", "/predict/torch"):
+            r = predict(c, route)
+            assert r.status_code == 200 and r.json()["predictions"] == [PROBS], r.text
+        r = predict(c, "/compare")
+        assert r.status_code == 200 and r.json()["labels_agree"] is True
+        assert c.get("/readyz").json()["backends"] == {"tf": "AVAILABLE", "torch": "READY"}
+    sent = [r for r in stub.server.requests if r.method == "POST"]
+    assert orjson.loads(sent[0].body) == {"instances": [ROW]}
+
+
+async def _silent(request: Request) -> tuple[bytes | None, bool]:
+    await asyncio.sleep(3)
+    return None, True
+
+
+async def _hang_up(request: Request) -> tuple[bytes | None, bool]:
+    return None, True
+
+
+TABLE: dict[str, tuple[Any, int, str]] = {
+    "500 with a JSON error": (_json(500, {"error": "kaput"}), 502, "answered 500: kaput"),
+    "400 from TF Serving": (_json(400, {"error": "Matrix size-incompatible"}), 502, "Matrix size-incompatible"),
+    "503 from the backend": (_json(503, {"code": 503, "message": "No worker"}), 503, "No worker"),
+    "not JSON": (answer(200, b"not json"), 502, "invalid JSON"),
+    "a wrong class count": (_json(200, {"predictions": [[0.1]]}), 502, "row 0 has 1 values, expected 10"),
+    "too many rows": (_json(200, {"predictions": [PROBS, PROBS]}), 502, "malformed predictions"),
+    "a string": (_json(200, {"predictions": [["a"] * 10]}), 502, "malformed predictions"),
+    "no predictions": (_json(200, {"nothing": 1}), 502, "malformed predictions"),
+    "NaN": (answer(200, b'{"predictions": [[NaN' + b", 0.1" * 9 + b"]]}"), 502, "malformed predictions"),
+    "an extra field": (_json(200, {"predictions": [PROBS], "x": 1}), 200, ""),
+    "chunked with a trailer": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-T: 1\r\n\r\n"
+        % (len(orjson.dumps({"predictions": [PROBS]})), orjson.dumps({"predictions": [PROBS]})),
+        200,
+        "",
+    ),
+    "Connection: close": (_json(200, {"predictions": [PROBS]}, "Connection: close"), 200, ""),
+    "a body ending at close": (b"HTTP/1.1 200 OK\r\n\r\n" + orjson.dumps({"predictions": [PROBS]}), 200, ""),
+    "no answer in time": (_silent, 504, "backend 'tf' timed out"),
+    "closed without an answer": (_hang_up, 503, "backend 'tf' is unreachable"),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLE))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_upstream_failures_map_to_gateway_errors(stub: StubBackend, transport: str, case: str) -> None:
+    script, status, fragment = TABLE[case]
+    if case == "a body ending at close":
+        stub.answers[TF_PREDICT] = lambda r: asyncio.sleep(0, (script, True))
+    else:
+        stub.answers[TF_PREDICT] = script
+    with gateway(stub, transport, request_timeout_s=1.0) as c:
+        for _ in range(2):  # twice: what the first answer left on a pooled connection must not spoil the next
+            r = predict(c)
+            assert r.status_code == status, r.text
+            if status != 200:
+                assert fragment in r.json()["error"] and r.json()["backend"] == "tf", r.text
+            else:
+                assert r.json()["predictions"] == [PROBS]
+        assert predict(c, "/predict/torch").status_code == 200, "the other backend is unaffected"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_refused_is_unavailable_and_failover_takes_the_other(stub: StubBackend, transport: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    with gateway(stub, transport, tf_url=down) as c:
+        r = predict(c)
+        assert r.status_code == 503 and "backend 'tf' is unreachable" in r.json()["error"], r.text
+        assert c.get("/readyz").status_code == 503
+    with gateway(stub, transport, tf_url=down, failover=True) as c:
+        r = predict(c, "/predict")
+        assert r.status_code == 200 and r.json()["backend"] == "torch"
