@@ -10,7 +10,7 @@ COPY stack/images/tfserving-compat.requirements.txt .wheelhous[e]/tfserving-comp
 RUN python -m venv /opt/venv \
  && if ls /wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=/wheels; fi \
  && /opt/venv/bin/pip install --no-cache-dir "$@" -r /wheels/tfserving-compat.requirements.txt \
- && /opt/venv/bin/pip install --no-cache-dir "$@" --no-deps tensorflow-serving-api==2.21.0
+ && /opt/venv/bin/pip install --no-cache-dir "$@" --no-deps tensorflow-serving-api==2.19.1
 
 FROM ${BASE_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
@@ -24,6 +24,8 @@ USER 10001:10001
 EXPOSE 8500 8501
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/v1/models/digits', timeout=2).status != 200)"]
-# Container defaults like tensorflow_model_server's: every interface.
-ENTRYPOINT ["python", "-m", "stack.tfserving_compat", "--rest_api_bind_address=0.0.0.0", "--grpc_bind_address=0.0.0.0"]
+# Container defaults like the tensorflow/serving image's entrypoint (tf_serving_entrypoint.sh: --port=8500
+# --rest_api_port=8501 before the arguments given; a later flag wins) and every interface, as the binary binds.
+ENTRYPOINT ["python", "-m", "stack.tfserving_compat", "--port=8500", "--rest_api_port=8501", \
+            "--rest_api_bind_address=0.0.0.0", "--grpc_bind_address=0.0.0.0"]
 CMD ["--model_name=digits", "--model_base_path=/models/digits"]
