@@ -11,6 +11,8 @@ validation of the response model on the way out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,7 +23,14 @@ from pydantic import ValidationError
 
 from gateway.admission import Admission
 from gateway.backends.base import Backend
-from gateway.errors import BackendTimeout, BackendUnavailable, GatewayError, PayloadTooLarge, invalid_request
+from gateway.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    BadInput,
+    GatewayError,
+    PayloadTooLarge,
+    invalid_request,
+)
 from gateway.metrics import GatewayMetrics
 from gateway.models import ServedModel, lookup
 from gateway.routing import choose_backend, other
@@ -35,6 +44,8 @@ def valid_rows(body: bytes, settings: Settings, rules: RequestRules | None = Non
     """The row count of a body known to be a valid prediction request for the model whose rules these are (the
     default model's by default), else 400/413/422."""
     rules = rules or request_rules(DEFAULT_WIDTH)
+    if body.count(b'"instances"') != 1 or b"\\" in body:  # a valid body names it once, unescaped
+        refuse_duplicate_keys(body)
     try:
         rows = len(rules.fast.decode(body).instances)
     except msgspec.DecodeError:  # (ValidationError is one) not necessarily invalid: the pydantic schema says
@@ -45,6 +56,23 @@ def valid_rows(body: bytes, settings: Settings, rules: RequestRules | None = Non
     if rows > settings.max_batch:
         raise PayloadTooLarge(f"batch of {rows} instances exceeds the limit of {settings.max_batch}")
     return rows
+
+
+def refuse_duplicate_keys(body: bytes) -> None:
+    """400 for a key given twice: TF Serving reads the first (RapidJSON's FindMember), the validators here the last,
+    so `{"instances": [anything], "instances": [a valid row]}` would reach TF Serving unvalidated. Only bodies that
+    could hold a duplicate get here (the key not exactly once, or an escape that could spell it another way)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise BadInput(f"duplicate key {key!r} in the JSON body: send each key once")
+            seen.add(key)
+        return dict(items)
+
+    with contextlib.suppress(ValueError, RecursionError):  # not JSON: the validators say what is wrong
+        json.loads(body, object_pairs_hook=pairs)
 
 
 async def predict_with(

@@ -128,3 +128,22 @@ def test_refused_is_unavailable_and_failover_takes_the_other(stub: StubBackend, 
     with gateway(stub, transport, tf_url=down, failover=True) as c:
         r = predict(c, "/predict")
         assert r.status_code == 200 and r.json()["backend"] == "torch"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [["x", NaN]], "instances": [%s]}',
+        b'{"instances": [[1e30]], "instance\\u0073": [%s]}',  # the same key, spelled with an escape
+    ],
+)
+@pytest.mark.parametrize("route", ["/predict/tf", "/compare"])
+def test_a_duplicate_key_is_a_400_naming_it(stub: StubBackend, body: bytes, route: str) -> None:
+    """TF Serving reads the first "instances", the validators the last: the unvalidated rows must not get through."""
+    with gateway(stub, "raw") as c:
+        r = c.post(route, content=body % orjson.dumps(ROW), headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "duplicate key 'instances'" in r.json()["error"], r.text
+        escaped_once = b'{"instance\\u0073": [%s]}' % orjson.dumps(ROW)
+        ok = c.post(route, content=escaped_once, headers={"content-type": "application/json"})
+        assert ok.status_code == 200, ok.text
+    assert len([r for r in stub.server.requests if r.method == "POST"]) == (1 if route == "/predict/tf" else 2)
