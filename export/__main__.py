@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,22 @@ def build_mar(spec: ModelSpec, torchscript: Path, workdir: Path) -> Path:
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
     return spec.mar
+
+
+def repack_handler(mar: Path, handler: Path = ARCHIVE_HANDLER) -> bool:
+    """Put the current handler into an existing `.mar` (same TorchScript, manifest and extra files); True when it
+    changed. For a handler fix without retraining: the archive is a zip whose handler.py is a copy."""
+    with zipfile.ZipFile(mar) as old:
+        entries = [(info, old.read(info.filename)) for info in old.infolist()]
+    new_handler = handler.read_bytes()
+    if dict((i.filename, b) for i, b in entries).get("handler.py") == new_handler:
+        return False
+    tmp = mar.with_suffix(".mar.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in entries:
+            out.writestr(info, new_handler if info.filename == "handler.py" else data)
+    tmp.replace(mar)
+    return True
 
 
 def write_reference(
@@ -75,7 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=data.SEED)
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs", help="TensorBoard logs")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--repack-handler",
+        action="store_true",
+        help="no training: put export/handler.py into every registered model's existing .mar and stop",
+    )
     args = parser.parse_args(argv)
+    if args.repack_handler:
+        for spec in load_registry():
+            if spec.mar.exists():
+                changed = repack_handler(spec.mar)
+                print(f"   {spec.mar.relative_to(ROOT)}: {'handler repacked' if changed else 'handler already current'}")
+        return 0
 
     registry = load_registry()
     chosen = [m for m in registry if m.builtin and (args.model is None or m.name in args.model)]

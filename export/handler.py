@@ -1,5 +1,9 @@
 """TorchServe handler for the digits MLP (packed into the .mar; must import nothing from this project).
 
+Written for the vendor image's runtime: pytorch/torchserve:0.12.0 runs Python 3.9 and torch 2.4, so nothing here
+may need a newer Python (no `X | Y` at run time, no `match`); tests/export/test_vendor_runtime.py checks it with
+vermin and runs it under a real Python 3.9.
+
 Request body: `{"instances": [[64 floats], ...]}` (TF Serving's row format). Answer per request:
 `{"predictions": [[10 probabilities], ...]}`. All valid requests of a TorchServe batch go through one forward
 pass; a malformed request gets HTTP 400 and `{"error": "..."}` for itself only, not for its batch neighbours.
@@ -31,7 +35,7 @@ RequestError = ValueError
 
 def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[list[float]]:
     """Validate one request body; return its rows or raise RequestError saying what is wrong."""
-    if isinstance(body, bytes | bytearray):
+    if isinstance(body, (bytes, bytearray)):
         try:
             body = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -54,7 +58,7 @@ def parse_instances(body: Any, n_features: int, max_rows: int = 10_000) -> list[
         if len(row) != n_features:
             raise RequestError(f"instance {i} has {len(row)} values; expected {n_features}")
         for j, value in enumerate(row):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RequestError(f"instance {i} value {j} is not a number: {value!r}")
             # Compared, never converted: float() of a huge JSON integer raises OverflowError, not ValueError,
             # and that would fail every request of the batch.
@@ -103,6 +107,9 @@ class DigitsHandler(BaseHandler):
             except RequestError as exc:
                 parsed.append(None)
                 responses[idx] = {"error": str(exc)}
+                # To the worker's stdout, which TorchServe logs as MODEL_LOG (stdout in containers): an operator
+                # sees why a client got 400. Refusals are rare, so this costs nothing on the hot path.
+                logger.warning("request %d of the batch refused (400): %s", idx, exc)
                 if context is not None:
                     context.set_response_status(code=400, phrase="Bad Request", idx=idx)
         rows = [row for item in parsed if item is not None for row in item]

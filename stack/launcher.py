@@ -224,6 +224,7 @@ class NativeStack:
         ]
         env = {
             "LOG_LOCATION": str(ts_dir / "logs"),
+            "TORCHSERVE_LOG_TARGET": "ts_log",  # models/torch/log4j2.xml: a file here, stdout in containers
             "METRICS_LOCATION": str(ts_dir / "logs"),
             "DIGITS_TORCH_THREADS": str(cfg.runtime_threads),  # the handler's torch.set_num_threads
             "TEMP": str(ts_tmp),
