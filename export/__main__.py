@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repack_handler:
         for spec in load_registry():
             if spec.mar.exists():
-                changed = repack_handler(spec.mar)
-                print(f"   {spec.mar.relative_to(ROOT)}: {'handler repacked' if changed else 'handler already current'}")
+                state = "handler repacked" if repack_handler(spec.mar) else "handler already current"
+                print(f"   {spec.mar.relative_to(ROOT)}: {state}")
         return 0
 
     registry = load_registry()
