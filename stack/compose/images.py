@@ -83,26 +83,30 @@ def _ensure_debootstrap() -> str:
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 
+def debootstrap_rootfs(suite: str, packages: tuple[str, ...], rootfs: Path) -> Path:
+    """A minimal Debian `suite` with `packages` in `rootfs`, apt's caches emptied (needs root)."""
+    cmd = [
+        _ensure_debootstrap(),
+        "--variant=minbase",
+        f"--include={','.join(packages)}",
+        suite,
+        str(rootfs),
+        DEBIAN_MIRROR,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"debootstrap failed: {(done.stdout + done.stderr)[-2000:]}")
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for item in (rootfs / cache).glob("*"):
+            if item.is_file():
+                item.unlink()
+    return rootfs
+
+
 def make_local_base() -> None:
     """debootstrap a minimal bookworm with python 3.11 and import it as LOCAL_BASE (~40 s)."""
-    debootstrap = _ensure_debootstrap()
     with tempfile.TemporaryDirectory(prefix="servecompare-base-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        cmd = [
-            debootstrap,
-            "--variant=minbase",
-            f"--include={','.join(BASE_PACKAGES)}",
-            DEBIAN_SUITE,
-            str(rootfs),
-            DEBIAN_MIRROR,
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"debootstrap failed: {(done.stdout + done.stderr)[-2000:]}")
-        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for item in (rootfs / cache).glob("*"):
-                if item.is_file():
-                    item.unlink()
+        rootfs = debootstrap_rootfs(DEBIAN_SUITE, BASE_PACKAGES, Path(tmp) / "rootfs")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
             ["docker", "import", "-c", 'CMD ["python"]', "-", LOCAL_BASE], stdin=tar.stdout, capture_output=True
