@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import logs
 
 
 class GatewayError(Exception):
@@ -74,6 +77,24 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, **extra}
 
 
+def log_answer(exc: GatewayError, path: str) -> None:
+    """Every 5xx the gateway makes is logged (4xx are the client's, and in the access log when it is on)."""
+    if exc.status_code >= 500:
+        logs.event(
+            "answered with an error",
+            logging.ERROR if exc.status_code == 500 else logging.WARNING,
+            status=exc.status_code,
+            error=exc.message,
+            error_type=type(exc).__name__,
+            path=path,
+            **exc.extra,
+        )
+
+
+def log_unexpected(exc: BaseException, path: str) -> None:
+    logs.event("unexpected exception: answered 500", logging.ERROR, exc_info=exc, status=500, path=path)
+
+
 class UnprocessableRequest(GatewayError):
     """422: well-formed JSON that is not a valid prediction request (width, ragged rows, non-numbers, bounds...)."""
 
@@ -101,7 +122,8 @@ def _format_validation(errors: Sequence[Any]) -> tuple[int, str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
-    async def _domain(_: Request, exc: GatewayError) -> JSONResponse:
+    async def _domain(request: Request, exc: GatewayError) -> JSONResponse:
+        log_answer(exc, request.url.path)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, GatewayOverloaded) else None
         return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=headers)
 
@@ -115,5 +137,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log_unexpected(exc, request.url.path)
         return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)

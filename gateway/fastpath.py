@@ -15,7 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import service
-from gateway.errors import GatewayError, GatewayOverloaded, error_body
+from gateway.errors import GatewayError, GatewayOverloaded, error_body, log_answer, log_unexpected
 
 _JSON = (b"content-type", b"application/json")
 FAST_PATHS = frozenset({"/predict/tf", "/predict/torch", "/predict", "/compare"})  # also under /models/{name}
@@ -83,8 +83,10 @@ class PredictFastPath:
             payload, status = orjson.dumps(error_body(exc.message, **exc.extra)), exc.status_code
             if isinstance(exc, GatewayOverloaded):
                 headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+            log_answer(exc, scope["path"])
         except Exception as exc:
             payload, status = orjson.dumps(error_body(f"internal error: {type(exc).__name__}")), 500
+            log_unexpected(exc, scope["path"])
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway import logs
 from gateway.admission import Admission
 from gateway.backends.base import Backend
 from gateway.body_limits import BodyLimitMiddleware
@@ -50,6 +52,7 @@ class GatewayApp(FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    logs.configure()
     gateway_metrics = GatewayMetrics()
 
     @contextlib.asynccontextmanager
@@ -64,9 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.readiness_timeout_s,
             )
         versions = asyncio.create_task(keep_versions_fresh(every, settings))
+        log_start(app, settings)
         try:
             yield
         finally:
+            logs.event("stopping")
             versions.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await versions
@@ -81,21 +86,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = gateway_metrics
+    app.state.readiness = {}  # backend name -> ready at the last check (routes/health.py logs the changes)
     app.state.admission = Admission(
         ["tf", "torch"], settings.concurrency_limit, settings.admission_wait_s, gateway_metrics
     )
     install_error_handlers(app)
     # Every other request: FastAPI's stack, with the same limits and metrics.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=gateway_metrics)
+    app.add_middleware(MetricsMiddleware, metrics=gateway_metrics, access_log=settings.access_log)
     # The prediction POSTs: metrics -> body limits -> the plain-ASGI handlers, in front of FastAPI's stack.
     app.fast = MetricsMiddleware(
-        BodyLimitMiddleware(PredictFastPath(app.slow), max_body_bytes=settings.max_body_bytes), gateway_metrics
+        BodyLimitMiddleware(PredictFastPath(app.slow), max_body_bytes=settings.max_body_bytes),
+        gateway_metrics,
+        access_log=settings.access_log,
     )
     for router in (predict.router, compare.router, models.router, health.router, metrics.router):
         app.include_router(router)
     _document_request_schema(app)
     return app
+
+
+def log_start(app: FastAPI, settings: Settings) -> None:
+    """The start-up line: what this gateway serves, from where, and within which limits."""
+    logs.event(
+        "started",
+        version=app.version,
+        pid=os.getpid(),
+        backends={
+            "tf": settings.tf_url,
+            "torch": settings.torch_url,
+            "torch_management": settings.torch_management_url,
+        },
+        tf_protocol=settings.tf_protocol,
+        models={name: {"width": m.width, "classes": m.classes} for name, m in app.state.models.items()},
+        default_model=settings.model_name,
+        limits={
+            "concurrency_per_backend": settings.concurrency_limit,
+            "admission_wait_s": settings.admission_wait_s,
+            "request_timeout_s": settings.request_timeout_s,
+            "connect_timeout_s": settings.connect_timeout_s,
+            "max_batch": settings.max_batch,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_upstream_body_bytes": settings.max_upstream_body_bytes,
+        },
+        upstream_transport=settings.upstream_transport,
+        access_log=settings.access_log,
+    )
 
 
 def _document_request_schema(app: FastAPI) -> None:

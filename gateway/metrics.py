@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.logs import REQUEST_ID, event, request_id
+
 BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0)
 
 
@@ -87,11 +89,13 @@ KNOWN_ROUTES = {
 
 
 class MetricsMiddleware:
-    """Pure ASGI, so it adds no per-request task; the route sets `state.backend` for the label."""
+    """Pure ASGI, so it adds no per-request task; the route sets `state.backend` for the label. It also gives each
+    request its id (X-Request-Id, gateway/logs.py), returns it, and writes the access log line when that is on."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, access_log: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,11 +103,15 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        rid = request_id(scope["headers"])
+        REQUEST_ID.set(rid)  # the request's own task: no reset needed
+        rid_header = (b"x-request-id", rid.encode())
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
         try:
@@ -115,4 +123,14 @@ class MetricsMiddleware:
                 path = "/models/{model}/" + rest
             route = path if path in KNOWN_ROUTES else "other"
             backend = scope.get("state", {}).get("backend", "none")
-            self.metrics.observe_request(route, backend, str(status), time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self.metrics.observe_request(route, backend, str(status), seconds)
+            if self.access_log:
+                event(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    ms=round(seconds * 1000.0, 3),
+                    backend=backend,
+                )

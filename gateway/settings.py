@@ -94,3 +94,5 @@ class Settings(BaseSettings):
     # the HPA add pods; on a VM or with compose, up to the cores the gateway may use.
     workers: int = Field(_stack.gateway_workers, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1)
+    # One JSON line a request on stderr (gateway/logs.py); 5xx, exceptions, start-up and readiness are always logged.
+    access_log: bool = False

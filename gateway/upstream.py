@@ -20,8 +20,15 @@ from typing import Any, Protocol
 
 from gateway.errors import BackendTimeout, BackendUnavailable, UpstreamError
 from gateway.http1 import AnswerError, ConnectionDropped, Http1Connection
+from gateway.logs import REQUEST_ID
 
 JSON = {"Content-Type": "application/json"}
+
+
+def _rid() -> dict[str, str] | None:
+    """The request's id (gateway/logs.py) as a header for the upstream, where there is one."""
+    rid = REQUEST_ID.get()
+    return {"X-Request-Id": rid} if rid else None
 
 
 class UpstreamClient(Protocol):
@@ -81,8 +88,9 @@ class RawHttpUpstream:
         return None
 
     async def _request(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        line = f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode()
-        request = b"%s%sContent-Length: %d\r\n\r\n%s" % (line, self._head, len(body), body)
+        rid = REQUEST_ID.get()
+        line = f"{method} {self._prefix}{path} HTTP/1.1\r\n" + (f"X-Request-Id: {rid}\r\n" if rid else "")
+        request = b"%s%sContent-Length: %d\r\n\r\n%s" % (line.encode(), self._head, len(body), body)
         name = self.backend
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout  # one deadline for the call, retry included
@@ -177,12 +185,12 @@ class AiohttpUpstream:
 
         with self._errors():
             try:
-                async with self._client().post(self.base_url + path, data=body) as response:
+                async with self._client().post(self.base_url + path, data=body, headers=_rid()) as response:
                     return response.status, await response.read()
             except aiohttp.ConnectionTimeoutError:
                 # The request never reached the backend, so once more is safe: a cold burst opening a hundred
                 # connections at once on 2 busy cores can take one past the connect timeout.
-                async with self._client().post(self.base_url + path, data=body) as response:
+                async with self._client().post(self.base_url + path, data=body, headers=_rid()) as response:
                     return response.status, await response.read()
 
     async def get(self, path: str, timeout: float | None = None) -> tuple[int, bytes]:
@@ -190,7 +198,7 @@ class AiohttpUpstream:
 
         t = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self._connect_s)) if timeout else None
         with self._errors():
-            async with self._client().get(self.base_url + path, timeout=t) as response:
+            async with self._client().get(self.base_url + path, timeout=t, headers=_rid()) as response:
                 return response.status, await response.read()
 
     async def aclose(self) -> None:
@@ -235,12 +243,12 @@ class HttpxUpstream:
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         with self._errors():
-            response = await self._client.post(path, content=body)
+            response = await self._client.post(path, content=body, headers=_rid())
         return response.status_code, response.content
 
     async def get(self, path: str, timeout: float | None = None) -> tuple[int, bytes]:
         with self._errors():
-            response = await self._client.get(path, timeout=timeout)
+            response = await self._client.get(path, timeout=timeout, headers=_rid())
         return response.status_code, response.content
 
     async def aclose(self) -> None:

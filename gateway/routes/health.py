@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway import logs
 from gateway.deps import BackendsDep
 from gateway.schemas import HealthResponse
 
@@ -20,6 +21,15 @@ async def healthz() -> HealthResponse:
 
 
 Require = Literal["all", "any", "tf", "torch"]
+
+
+def log_changes(state: Any, now: dict[str, tuple[bool, str]]) -> None:
+    """A line when a backend turns ready or unready (the first check counts as a change), never one a probe."""
+    seen: dict[str, bool] = state.readiness
+    for name, (ok, detail) in now.items():
+        if seen.get(name) != ok:
+            seen[name] = ok
+            logs.event("backend ready" if ok else "backend not ready", backend=name, detail=detail)
 
 
 @router.get(
@@ -48,6 +58,7 @@ async def readyz(request: Request, backends: BackendsDep, require: Require = "al
         for n, entries in by_backend.items()
     }
     ready = {n for n, entries in by_backend.items() if all(ok for _, ok, _ in entries)}
+    log_changes(request.app.state, {n: (n in ready, detail[n]) for n in names})
     needed = names if require == "all" else [require] if require in names else []
     ok = bool(ready) if require == "any" else all(n in ready for n in needed)
     body = {"status": "ready" if ok else "not ready", "require": require, "backends": detail, "ready": sorted(ready)}

@@ -4,7 +4,6 @@ real loopback backend that answers with scripted bytes (tests/gateway/stub_http.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -28,19 +27,6 @@ def _json(status: int, doc: Any, *headers: str) -> bytes:
 
 
 GOOD = _json(200, {"predictions": [PROBS]})
-
-
-@pytest.fixture
-def stub() -> Iterator[StubBackend]:
-    backend = StubBackend()
-    backend.answers = {
-        ("GET", "/v1/models/digits"): _json(200, {"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}),
-        ("GET", "/models/digits"): _json(200, [{"modelVersion": "1.0", "workers": [{"status": "READY"}]}]),
-        TF_PREDICT: GOOD,
-        TS_PREDICT: GOOD,
-    }
-    with backend.running():
-        yield backend
 
 
 def gateway(stub: StubBackend, transport: str, **overrides: Any) -> TestClient:
