@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--duration", type=float, default=None, help="seconds per trial (default 2.5)")
     b.add_argument("--trials", type=int, default=None, help="trials per point, interleaved (default 3)")
     b.add_argument("--max-trials", type=int, default=None, help="trials for a point that does not settle (default 4)")
+    b.add_argument(
+        "--verdict-trials", type=int, default=5,
+        help="minimum trials of the points the verdict reads (each side direct, batching off, fewest rows; default 5)",
+    )  # fmt: skip
     b.add_argument("--stable-within", type=float, default=0.10, help="spread allowed between trials (default 0.10)")
     b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
     b.add_argument(
@@ -39,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--driver", choices=["lean", "locust"], default="lean", help="load generator (default lean)")
     b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound of the open-loop SLO search; 0 skips it")
     b.add_argument("--slo-start", type=float, default=None, help="first offered rate, req/s (default 100)")
+    b.add_argument("--slo-arrivals", type=int, default=None, help="arrivals per SLO step (default 600; --quick 300)")
     b.add_argument("--no-startup", action="store_true", help="skip the start-up and footprint measurement")
+    b.add_argument("--startup-repeats", type=int, default=None, help="starts per server (default 5; --quick 3)")
     b.add_argument("--no-overhead", action="store_true", help="skip the gateway-vs-passthrough hop measurement")
     b.add_argument("--quick", action="store_true", help="a 2-minute look: users 1,16, rows 1, short trials")
     b.add_argument("--out", type=Path, default=None, help="report folder (default reports/<timestamp>)")
@@ -119,17 +125,18 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         duration_s=args.duration or (1.5 if quick else 2.5),
         trials=args.trials or 3,
         max_trials=args.max_trials or (3 if quick else 4),
+        verdict_trials=args.verdict_trials,
         stable_within=args.stable_within,
         targets=args.targets.split(","),
         batching=["off", "on"] if args.batching == "both" else [args.batching],
         driver=args.driver,
         startup=not args.no_startup,
+        startup_repeats=args.startup_repeats or (3 if quick else 5),
         overhead=not args.no_overhead,
         slo_ms=args.slo_ms or None,
         slo_start_rps=args.slo_start or (200.0 if quick else 100.0),
-        slo_refine_steps=1 if quick else 2,
-        slo_duration_s=2.0 if quick else 5.0,
-        slo_min_queries=300 if quick else 600,
+        slo_refine_steps=2 if quick else 4,
+        slo_arrivals=args.slo_arrivals or (300 if quick else 600),
         models=[m for m in args.models.split(",") if m],
     )
     out = args.out or ROOT / "reports" / stamp

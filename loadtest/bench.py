@@ -6,10 +6,14 @@ asked for), warmed up, and measured:
 - start-up and footprint of each server, started alone (once per benchmark);
 - the sweep: for every rows-per-request value and concurrency level, `trials` rounds over every target, the order
   rotated each round (ABAB, never AAABBB); a point whose throughput or p50 spreads more than `stable_within` over
-  its trials gets more rounds, up to `max_trials`, and is marked unstable if it never settles;
+  its trials (one outlier left out from 4 trials on) gets more rounds, up to `max_trials`, and is marked unstable
+  if it never settles; the points
+  the verdict reads (each side direct, batching off, fewest rows) get at least `verdict_trials` (5) trials, the
+  values its bootstrap interval resamples;
 - every run records exact latencies (HDR), the CPU time and peak memory of each server's process tree, the
   gateway's and the load generator's, and the servers' own latency metrics;
-- the SLO search: open-loop Poisson arrivals, doubling then bisection, per direct target.
+- the SLO search: open-loop Poisson arrivals, exactly N a step, doubling then bisection to a bracket
+  [last rate held, first rate broken] per direct target (loadtest/slo.py).
 Everything lands in summary.json; loadtest/report/ turns that into the report without importing this module.
 """
 
@@ -31,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from loadtest import slo
 from loadtest.drive.locust_run import run_locust
 from loadtest.measure import latency, server_metrics
 from loadtest.measure.processes import TreeMeter
@@ -56,11 +61,13 @@ class BenchOptions:
     duration_s: float = 2.5
     trials: int = 3
     max_trials: int = 4
+    verdict_trials: int = 5  # the points a verdict reads (direct, batching off, fewest rows) get at least these
     stable_within: float = 0.10
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     batching: list[str] = field(default_factory=lambda: ["off"])
     driver: str = "lean"
     startup: bool = True
+    startup_repeats: int = 5
     overhead: bool = True
     overhead_trials: int = 3
     slo_ms: float | None = 50.0
@@ -68,9 +75,9 @@ class BenchOptions:
     slo_start_rps: float = 100.0
     slo_growth: float = 2.0
     slo_max_steps: int = 8
-    slo_refine_steps: int = 2
-    slo_duration_s: float = 5.0
-    slo_min_queries: int = 600
+    slo_refine_steps: int = 4
+    slo_resolution: float = 0.10  # bisect until the bracket's ends are within 10 %
+    slo_arrivals: int = 600  # exactly this many arrivals a step
     models: list[str] = field(default_factory=list)  # registered names; empty: the default model
 
 
@@ -190,9 +197,28 @@ def spread(values: list[float]) -> float:
 
 
 def is_stable(runs: list[dict[str, Any]], within: float) -> bool:
-    rps = [r["rps"] for r in runs]
-    p50 = [r["latency"]["p50"] or 0.0 for r in runs]
-    return spread(rps) <= within and spread(p50) <= within
+    """Every trial's req/s and p50 within `within` of each other (range over median); from 4 trials on, one
+    outlier may be left out (one slow trial of four is the machine, not the point). A point with a trial that got
+    no good answer is never stable, nor one of fewer than 2 trials."""
+    if len(runs) < 2 or any(_good(r) == 0 for r in runs):
+        return False
+    drops: list[int | None] = [None, *range(len(runs))] if len(runs) >= 4 else [None]
+    for drop in drops:
+        kept = [r for i, r in enumerate(runs) if i != drop]
+        rps = [r["rps"] for r in kept]
+        p50 = [r["latency"]["p50"] or 0.0 for r in kept]
+        if spread(rps) <= within and spread(p50) <= within:
+            return True
+    return False
+
+
+def _good(run: dict[str, Any]) -> int:
+    return int(run.get("ok", run.get("requests", 0) - run.get("failures", 0)))
+
+
+def verdict_point(opts: BenchOptions, target: str, rows: int, batching: str) -> bool:
+    """The points the report's verdict reads: each side called directly, batching off, the fewest rows."""
+    return target in ("tf-direct", "torch-direct") and batching == "off" and rows == min(opts.rows)
 
 
 def sweep(
@@ -207,9 +233,14 @@ def sweep(
     runs: list[dict[str, Any]] = []
     for level, users in enumerate(opts.users):
         by_target: dict[str, list[dict[str, Any]]] = {t: [] for t in opts.targets}
+        wanted = {
+            t: (max(opts.trials, opts.verdict_trials), max(opts.max_trials, opts.verdict_trials))
+            if verdict_point(opts, t, rows, batching) else (opts.trials, opts.max_trials)
+            for t in opts.targets
+        }  # fmt: skip
         pending = list(opts.targets)
         trial = 0
-        while pending and trial < opts.max_trials:
+        while pending:
             shift = (level + trial) % len(pending)
             for target in pending[shift:] + pending[:shift]:  # the order rotates every round
                 r = measure(stack, opts, target, users, rows, batching, trial, out / "csv")
@@ -220,10 +251,12 @@ def sweep(
                     f"p50 {r['latency']['p50']} ms p99 {r['latency']['p99']} ms failures {r['failures']}"
                 )
             trial += 1
-            if trial >= opts.trials:
-                pending = [t for t in pending if not is_stable(by_target[t], opts.stable_within)]
-                if pending and trial < opts.max_trials:
-                    log(f"   not yet stable within {opts.stable_within:.0%}: {', '.join(pending)}: another round")
+            done = [t for t in pending if trial >= wanted[t][1]]
+            settled = [t for t in pending if trial >= wanted[t][0] and is_stable(by_target[t], opts.stable_within)]
+            pending = [t for t in pending if t not in done and t not in settled]
+            unsettled = [t for t in pending if trial >= wanted[t][0]]
+            if unsettled:
+                log(f"   not yet stable within {opts.stable_within:.0%}: {', '.join(unsettled)}: another round")
     return runs
 
 
@@ -239,6 +272,10 @@ def aggregate(runs: list[dict[str, Any]], stable_within: float) -> list[dict[str
             return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
 
         merged_hist = latency.merge([r["hdr"] for r in rs if r.get("hdr")])
+        cpu_trials = {
+            n: [r["cpu_us_per_request"][n] for r in rs if n in r["cpu_us_per_request"]]
+            for n in sorted({k for r in rs for k in r["cpu_us_per_request"]})
+        }
         merged = latency.summary(merged_hist)
         cpu_names = sorted({k for r in rs for k in r["cpu_us_per_request"]})
         server: dict[str, float | None] = {}
@@ -254,7 +291,16 @@ def aggregate(runs: list[dict[str, Any]], stable_within: float) -> list[dict[str
             "trials": len(rs),
             "stable": is_stable(rs, stable_within) if len(rs) > 1 else False,
             "requests": sum(r["requests"] for r in rs),
+            "ok": sum(_good(r) for r in rs),
             "failures": sum(r["failures"] for r in rs),
+            "unanswered": sum(r.get("unanswered", 0) for r in rs),
+            "backlogged": sum(r.get("backlogged", 0) for r in rs),
+            # one value per trial, in trial order: what the verdict's interval resamples
+            "trial_values": {
+                "rps": [r["rps"] for r in rs],
+                "p50": [r["latency"]["p50"] or 0.0 for r in rs],
+                "cpu_us_per_request": cpu_trials,
+            },
             "failure_samples": [s for r in rs for s in r["failure_samples"]][:5],
             "rps": stat([r["rps"] for r in rs]),
             "p50": stat([r["latency"]["p50"] or 0.0 for r in rs]),
@@ -299,86 +345,14 @@ def slo_search(
     opts: BenchOptions,
     batching: str,
     log: Log,
-    measure: Callable[..., dict[str, Any]] | None = None,
+    measure: Callable[[str, float, int], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """MLPerf-Server-like: Poisson arrivals at the offered rate, latency from the scheduled send time; doubling until
-    p99 breaks the bound (or errors appear), then bisection. A step broken by p99 alone is measured again."""
+    """Per SLO target, the bracket [last rate held, first rate broken] (loadtest/slo.py)."""
     assert opts.slo_ms is not None
-    slo_ms, found = opts.slo_ms, []
-    run = measure or (lambda target, rate, duration: run_lean(stack.cfg, target, 0, duration, 1, rate=rate))
-    for target in opts.slo_targets:
-        steps: list[dict[str, Any]] = []
-
-        def attempt(rate: float, target: str = target, steps: list[dict[str, Any]] = steps) -> tuple[bool, float]:
-            def once() -> tuple[dict[str, Any], str]:
-                duration = max(opts.slo_duration_s, opts.slo_min_queries / rate)
-                r = run(target, rate, duration)
-                p99 = r["latency"]["p99"] or 0.0
-                reason = (
-                    f"{r['failures']} failures"
-                    if r["failures"]
-                    else f"the server fell behind: {r['backlogged']} arrivals found 512 requests in flight"
-                    if r.get("backlogged")
-                    else "the generator fell behind its schedule"
-                    if r.get("late_sends", 0) > 0.01 * max(r["requests"], 1)
-                    else f"p99 over {slo_ms:g} ms"
-                    if p99 > slo_ms
-                    else "holds"
-                )
-                log(
-                    f"   SLO {target}: offered {rate:7.1f} req/s -> {r['rps']:7.1f}, p99 {p99} ms "
-                    f"({r['requests']} queries): {reason}"
-                )
-                steps.append(
-                    {
-                        "offered_rps": round(rate, 1),
-                        "achieved_rps": r["rps"],
-                        "p99_ms": p99,
-                        "p50_ms": r["latency"]["p50"],
-                        "requests": r["requests"],
-                        "failures": r["failures"],
-                        "late_sends": r.get("late_sends", 0),
-                        "failure_samples": r.get("failure_samples", [])[:3],
-                        "held": reason == "holds",
-                        "reason": reason,
-                    }
-                )
-                return r, reason
-
-            r, reason = once()
-            if reason.startswith("p99 over"):
-                r, reason = once()
-                steps[-1]["retry"] = True
-            return reason == "holds", r["rps"]
-
-        best: float | None = None
-        low, high, rate = 0.0, None, opts.slo_start_rps
-        for _ in range(opts.slo_max_steps):
-            held, _achieved = attempt(rate)
-            if not held:
-                high = rate
-                break
-            best, low = max(best or 0.0, rate), rate
-            rate *= opts.slo_growth
-        for _ in range(opts.slo_refine_steps if high is not None and low > 0 else 0):
-            mid = (low + high) / 2  # type: ignore[operator]
-            held, _ = attempt(mid)
-            if held:
-                best, low = max(best or 0.0, mid), mid
-            else:
-                high = mid
-        found.append(
-            {
-                "target": target,
-                "batching": batching,
-                "slo_p99_ms": slo_ms,
-                "max_rps_within_slo": best,
-                "steps": steps,
-                "arrivals": "open loop, Poisson",
-                "min_queries": opts.slo_min_queries,
-            }
-        )
-    return found
+    plan = slo.SearchPlan(opts.slo_ms, opts.slo_start_rps, opts.slo_growth, opts.slo_max_steps, opts.slo_refine_steps,
+                      opts.slo_resolution, opts.slo_arrivals)  # fmt: skip
+    run = measure or (lambda target, rate, arrivals: run_lean(stack.cfg, target, 0, 0.0, 1, rate, arrivals))
+    return [{**slo.search(run, target, plan, log), "batching": batching} for target in opts.slo_targets]
 
 
 # ---- stacks and settings -----------------------------------------------------------------------------------------
@@ -463,12 +437,12 @@ def stack_plan(opts: BenchOptions) -> list[tuple[str, list[int]]]:
     return plan
 
 
-def _startup(base: StackConfig, out: Path, log: Log) -> dict[str, Any]:
+def _startup(base: StackConfig, out: Path, log: Log, repeats: int) -> dict[str, Any]:
     from loadtest.measure.startup import measure_startup
 
     log("== start-up and footprint (each server alone)")
     cfg = StackConfig.load({**batching_overrides("off", base), **free_port_overrides()})
-    result = measure_startup(cfg, out / "startup")
+    result = measure_startup(cfg, out / "startup", repeats=repeats)
     for side, r in result.items():
         log(
             f"   {side}: first correct prediction {r['start_to_first_prediction_s']} s after start, "
@@ -497,7 +471,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
     slo: list[dict[str, Any]] = []
     in_force: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
-    startup = _startup(base, out, log) if opts.startup else {}
+    startup = _startup(base, out, log, opts.startup_repeats) if opts.startup else {}
     registry = load_registry()
     specs = [registry_model(n, registry) for n in opts.models] or [registry[0]]
     for spec in specs:

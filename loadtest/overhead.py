@@ -25,10 +25,23 @@ import httpx
 
 from loadtest.bench import _pid, run_driver
 from loadtest.measure.processes import TreeMeter
+from loadtest.report.decision import ratio_interval, seed_for
 from stack.config import ROOT
 from stack.launcher import NativeStack, free_port
 
 GOALS = {1: 1.25, 64: 1.5}
+MIN_ADDED_MS = 0.02  # a passthrough adding less than this in some round: the ratio's denominator is noise
+
+
+def hop_ratio(gateway: list[float], passthrough: list[float], name: str) -> dict[str, Any]:
+    """The gateway's added p50 over the passthrough's, paired per round: the ratio of the means over rounds and its
+    bootstrap interval (loadtest/report/decision.py). None where the passthrough added next to nothing in a round:
+    a ratio over a denominator near 0 explodes without meaning anything."""
+    if len(passthrough) < 2 or min(passthrough) < MIN_ADDED_MS:
+        return {"ratio_p50": None, "ratio_p50_interval": None,
+                "ratio_note": f"the passthrough added < {MIN_ADDED_MS} ms in a round, or too few rounds"}  # fmt: skip
+    r = ratio_interval(passthrough, gateway, seed_for(name))
+    return {"ratio_p50": round(r.value, 2), "ratio_p50_interval": [round(r.low, 2), round(r.high, 2)]}
 
 
 def start_passthrough(stack: NativeStack) -> tuple[subprocess.Popen[bytes], str]:
@@ -116,7 +129,8 @@ def measure_overhead(
 def summarize(runs: list[dict[str, Any]], rows_list: list[int]) -> dict[str, Any]:
     """Added latency as paired differences: each round's hop p50 minus the same round's direct p50 (the routes of a
     round were called in turn, request by request), then the median and range over rounds. The machine drifts
-    between rounds; pairing keeps that drift out of the difference."""
+    between rounds; pairing keeps that drift out of the difference. The gateway-to-passthrough ratio is of the
+    means of those differences over rounds, with a bootstrap interval."""
 
     def med(route: str, rows: int, key: str) -> float:
         return statistics.median(r[key] for r in runs if r["route"] == route and r["rows"] == rows)
@@ -139,7 +153,6 @@ def summarize(runs: list[dict[str, Any]], rows_list: list[int]) -> dict[str, Any
             added = {hop: paired(f"{b}-{hop}", rows, "p50") for hop in ("gateway", "passthrough")}
             added99 = {hop: paired(f"{b}-{hop}", rows, "p99") for hop in ("gateway", "passthrough")}
             mid = {hop: statistics.median(v) for hop, v in added.items()}
-            ratio = mid["gateway"] / mid["passthrough"] if mid["passthrough"] > 0 else None
             table.append({
                 "backend": b, "rows": rows, "direct_p50_ms": round(med(f"{b}-direct", rows, "p50"), 3),
                 "gateway_added_p50_ms": round(mid["gateway"], 3),
@@ -150,7 +163,7 @@ def summarize(runs: list[dict[str, Any]], rows_list: list[int]) -> dict[str, Any
                 ],
                 "gateway_added_p99_ms": round(statistics.median(added99["gateway"]), 3),
                 "passthrough_added_p99_ms": round(statistics.median(added99["passthrough"]), 3),
-                "ratio_p50": round(ratio, 2) if ratio is not None else None, "goal": GOALS.get(rows),
+                **hop_ratio(added["gateway"], added["passthrough"], f"{b}-{rows}"), "goal": GOALS.get(rows),
                 "gateway_cpu_us": round(cpu(f"{b}-gateway", rows, "gateway")),
                 "passthrough_cpu_us": round(cpu(f"{b}-passthrough", rows, "passthrough")),
                 "client_cpu_us": round(med(f"{b}-direct", rows, "client_cpu_us")),

@@ -7,6 +7,7 @@ exactly, and percentiles are reported in ms with 2 decimals.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -47,6 +48,42 @@ def merge(encoded: list[str]) -> HdrHistogram:
 def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
     """A percentile in ms at the histogram's full resolution (1 µs); None for an empty one."""
     return hist.get_value_at_percentile(percentile) / 1000.0 if hist.get_total_count() else None
+
+
+def quantile_ranks(n: int, q: float, level: float = 0.95) -> tuple[int, int | None]:
+    """Ranks (1-based) of the order statistics that bracket the true `q` quantile (0 < q < 1) of n samples with
+    probability >= `level`: the number of samples below the quantile is Binomial(n, q). The upper rank is None when
+    even the largest sample is not a bound at that level (too few samples for the percentile)."""
+    tail = (1 - level) / 2
+    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in range(n + 1)]
+    pmf = [math.exp(c + k * math.log(q) + (n - k) * math.log1p(-q)) for k, c in enumerate(logs)]
+    cdf, low = 0.0, 1
+    for k in range(n + 1):  # P(K < low) <= tail
+        if cdf + pmf[k] > tail:
+            low = max(k, 1)
+            break
+        cdf += pmf[k]
+    above, high = 0.0, None
+    for k in range(n, -1, -1):  # P(K >= high) <= tail
+        if above + pmf[k] > tail:
+            high = k + 1 if k + 1 <= n else None
+            break
+        above += pmf[k]
+    return low, high
+
+
+def percentile_interval_ms(hist: HdrHistogram, percentile: float, level: float = 0.95) -> list[float | None]:
+    """[low, high] ms between which the true percentile lies with probability `level`, from the order statistics of
+    the histogram's samples (high None: too few samples to bound it)."""
+    n = int(hist.get_total_count())
+    if n == 0:
+        return [None, None]
+    low, high = quantile_ranks(n, percentile / 100.0, level)
+
+    def at_rank(rank: int) -> float:
+        return round(hist.get_value_at_percentile(100.0 * rank / n) / 1000.0, 2)
+
+    return [at_rank(low), at_rank(high) if high else None]
 
 
 def summary(hist: HdrHistogram) -> dict[str, Any]:

@@ -37,10 +37,10 @@ def _first_correct_prediction(url: str, deadline: float) -> None:
 
 
 def measure_startup(
-    cfg: StackConfig, run_dir: Path, idle_s: float = 2.0, timeout: float = 180.0, repeats: int = 2
+    cfg: StackConfig, run_dir: Path, idle_s: float = 2.0, timeout: float = 180.0, repeats: int = 5
 ) -> dict[str, Any]:
-    """Each server started alone `repeats` times, alternating (tf, torch, tf, torch): start-up on this kind of machine
-    varies several-fold between runs, so one start per side would make a verdict out of noise."""
+    """Each server started alone `repeats` times, alternating (tf, torch, tf, torch, ...): start-up on this kind of
+    machine varies several-fold between runs, so the verdict needs several starts a side for its interval."""
     from stack.registry import model
 
     stack = NativeStack(cfg, run_dir=run_dir, models=[model(cfg.model_name)])  # the measured model alone
@@ -82,6 +82,8 @@ def measure_startup(
                 "min": round(min(rss), 1),
                 "max": round(max(rss), 1),
             },
+            "start_samples_s": [round(x, 3) for x in start],  # one per start: what the verdict's interval resamples
+            "idle_rss_samples_mb": [round(x, 1) for x in rss],
             "artifact_mb": round(_dir_bytes(artifacts[side]) / 2**20, 3),
             "artifact": str(artifacts[side].relative_to(cfg.mar_path.parent.parent)),
             "starts": len(start),

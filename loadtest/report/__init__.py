@@ -19,7 +19,12 @@ def for_model(summary: dict[str, Any], model: str) -> dict[str, Any]:
     """The summary narrowed to one model's points and SLO searches (points without a model are the default's)."""
     first = summary["models"][0]["name"] if summary.get("models") else ""
     mine = [p for p in summary["points"] if (p.get("model") or first) == model]
-    return {**summary, "points": mine, "slo": [s for s in summary["slo"] if (s.get("model") or first) == model]}
+    return {
+        **summary,
+        "points": mine,
+        "slo": [s for s in summary["slo"] if (s.get("model") or first) == model],
+        "overhead": summary.get("overhead") if model == first else {},  # the hop is measured on the first model
+    }
 
 
 def write_report(summary: dict[str, Any], out: Path) -> Path:
@@ -63,7 +68,11 @@ def _sections(summary: dict[str, Any], out: Path, prefix: str, h: str) -> list[s
     lines = [
         f"{h} Verdict",
         "",
-        "Batching off, the smallest rows per request; a side is named only where the spreads don't overlap.",
+        "Batching off, the smallest rows per request, each side called directly. No side is named where either had",
+        "failed requests, a point that did not settle, the load generator as a possible limit or a backlog; otherwise",
+        "a side is named only when the 95 % bootstrap interval of the ratio of the sides' means (over ≥ 5 trials or",
+        "starts) clears 1 by the margin stated on the line; the SLO rate only when the brackets [last rate held, first",
+        "rate broken] are that far apart.",
         "",
     ]
     lines += [f"- **{v['dimension']}**: {v['text']}" for v in verdict(summary)] + [""]
@@ -91,7 +100,12 @@ def _sections(summary: dict[str, Any], out: Path, prefix: str, h: str) -> list[s
         lines.append("")
     lines += [f"{h} Cost per request", "", *tables.cost(points)]
     lines += [f"{h} Client-observed vs server-reported time", "", *tables.server_side(points)]
-    lines += [f"{h} Gateway added latency", "", *tables.overhead_table(points)]
+    lines += [f"{h} Gateway added latency", ""]
+    if summary.get("overhead", {}).get("table"):
+        lines += tables.paired_overhead(summary["overhead"])
+    else:
+        lines += ["No paired measurement in this run (`--no-overhead`, or not every gateway target measured).", ""]
+    lines += tables.overhead_table(points)
     if summary["slo"]:
         lines += [f"{h} Highest rate within the latency SLO", "", *tables.slo(summary)]
     lines += [f"{h} Plots", "", *[f"![{p}]({p})" for p in plots], ""]

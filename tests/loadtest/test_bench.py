@@ -26,9 +26,10 @@ def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> Non
         duration_s=0.5,
         trials=3,
         max_trials=3,
+        verdict_trials=3,
+        startup_repeats=2,
         slo_ms=1000,
-        slo_duration_s=1,
-        slo_min_queries=20,
+        slo_arrivals=20,
         slo_max_steps=1,
         slo_refine_steps=0,
         slo_start_rps=20,
@@ -74,7 +75,10 @@ def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> Non
         assert f"]({png})" in report
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["environment"]["cpu_count"] >= 1 and len(saved["runs"]) == 5 * 2 * 2 * 3
-    assert len(summary["slo"]) == 2 and all(s["steps"][0]["requests"] >= 5 for s in summary["slo"])
+    assert len(summary["slo"]) == 2 and all(s["steps"][0]["requests"] == 20 for s in summary["slo"])
+    assert all(s["bracket"] == [20.0, None] for s in summary["slo"])  # one step, held: nothing broke
+    verdict_lines = [line for line in report.splitlines() if line.startswith("- **")][:6]
+    assert len(verdict_lines) == 6 and all("no verdict" in v or "×" in v or "no clear" in v for v in verdict_lines)
 
 
 def test_a_bench_over_two_models_reports_each_and_side_by_side(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -39,6 +39,20 @@ def test_added_latency_is_paired_within_rounds() -> None:
     tf = summarize(runs(), [64])["table"][0]
     # paired: median of [0.3, 0.5, 0.2]; unpaired it would be median(5.3, 9.5, 6.2) - median(5, 9, 6) = 0.2
     assert tf["gateway_added_p50_ms"] == 0.3 and tf["gateway_added_p50_range"] == [0.2, 0.5]
-    assert tf["passthrough_added_p50_ms"] == 0.2 and tf["ratio_p50"] == 1.5
+    # the ratio is of the means over rounds (0.333 / 0.2), with an interval around it
+    assert tf["passthrough_added_p50_ms"] == 0.2 and tf["ratio_p50"] == 1.67
+    low, high = tf["ratio_p50_interval"]
+    assert low < 1.67 < high
     assert tf["gateway_added_p99_ms"] == 0.3 and tf["gateway_cpu_us"] == 900 and tf["direct_p50_ms"] == 6.0
     assert tf["client_cpu_us"] == 151
+
+
+def test_no_ratio_over_a_passthrough_that_adds_nothing() -> None:
+    """A passthrough adding ~0 in a round made the ratio explode (0.3 / 0.001 = 300x): now there is no ratio."""
+    global PASSTHROUGH_ADDS
+    saved, PASSTHROUGH_ADDS = PASSTHROUGH_ADDS, [0.2, 0.001, 0.2]
+    try:
+        tf = summarize(runs(), [64])["table"][0]
+    finally:
+        PASSTHROUGH_ADDS = saved
+    assert tf["ratio_p50"] is None and tf["ratio_p50_interval"] is None and "passthrough" in tf["ratio_note"]
