@@ -134,10 +134,17 @@ async def predict_routed(
 async def compare(state: Any, scope: MutableMapping[str, Any], body: bytes, model: str | None = None) -> dict[str, Any]:
     served = model_of(state, model)
     rows = valid_rows(body, state.settings, served.rules)
-    tf, torch = await asyncio.gather(
-        predict_with(served.backends["tf"], body, rows, state.metrics, state.admission),
-        predict_with(served.backends["torch"], body, rows, state.metrics, state.admission),
-    )
+    calls = [
+        asyncio.ensure_future(predict_with(served.backends[name], body, rows, state.metrics, state.admission))
+        for name in ("tf", "torch")
+    ]
+    try:
+        tf, torch = await asyncio.gather(*calls)
+    except BaseException:  # one side failed (or the client left): the other's answer is no use, its slot is
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        raise
     # Both answers were checked to have the same shape (rows x n_classes) before they got here.
     pairs = zip(tf["predictions"], torch["predictions"], strict=True)
     diff = max((abs(a - b) for pa, pb in pairs for a, b in zip(pa, pb, strict=True)), default=0.0)

@@ -39,14 +39,18 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+MESSAGE_CHARS = 500  # of an upstream's error message passed on in the gateway's own
+
+
 def upstream_message(body: bytes, status: int) -> str:
     try:
         doc = orjson.loads(body)
         if isinstance(doc, dict):
-            return str(doc.get("error") or doc.get("message") or doc)
+            text = str(doc.get("error") or doc.get("message") or doc)
+            return text if len(text) <= MESSAGE_CHARS else f"{text[:MESSAGE_CHARS]}... ({len(text)} characters)"
     except orjson.JSONDecodeError:
         pass
-    return body[:500].decode(errors="replace") or f"HTTP {status}"
+    return body[:MESSAGE_CHARS].decode(errors="replace") or f"HTTP {status}"
 
 
 def check_predictions(

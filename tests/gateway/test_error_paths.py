@@ -133,3 +133,23 @@ def test_a_duplicate_key_is_a_400_naming_it(stub: StubBackend, body: bytes, rout
         ok = c.post(route, content=escaped_once, headers={"content-type": "application/json"})
         assert ok.status_code == 200, ok.text
     assert len([r for r in stub.server.requests if r.method == "POST"]) == (1 if route == "/predict/tf" else 2)
+
+
+def test_compare_cancels_the_other_call_when_one_fails_and_frees_its_slot(stub: StubBackend) -> None:
+    """TF fails at once, TorchServe would take seconds: the client gets its 502 now, and the TorchServe call is
+    cancelled, its admission slot free, before the answer goes out (it used to stay in flight)."""
+    stub.answers[TF_PREDICT] = answer(500, b'{"error": "kaput"}')
+    stub.answers[TS_PREDICT] = _silent
+    with gateway(stub, "raw", request_timeout_s=5.0) as c:
+        r = c.post("/compare", json={"instances": [ROW]})
+        assert r.status_code == 502 and "kaput" in r.json()["error"]
+        metrics = c.get("/metrics").text
+    assert 'gateway_upstream_in_flight{backend="torch"} 0.0' in metrics
+    assert 'gateway_upstream_in_flight{backend="tf"} 0.0' in metrics
+
+
+def test_an_upstream_error_message_is_truncated(stub: StubBackend) -> None:
+    stub.answers[TF_PREDICT] = _json(500, {"error": "x" * 100_000})
+    with gateway(stub, "raw") as c:
+        r = c.post("/predict/tf", json={"instances": [ROW]})
+    assert r.status_code == 502 and len(r.json()["error"]) < 700 and "(100000 characters)" in r.json()["error"]
