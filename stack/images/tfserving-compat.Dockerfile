@@ -20,6 +20,8 @@ COPY stack/__init__.py stack/
 COPY stack/tfserving_compat/ stack/tfserving_compat/
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/app \
     TF_CPP_MIN_LOG_LEVEL=1
+# `tensorflow_model_server` on PATH, as in the vendor image: compose and k8s run the same command line here.
+COPY stack/images/tensorflow_model_server /usr/local/bin/tensorflow_model_server
 USER 10001:10001
 EXPOSE 8500 8501
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

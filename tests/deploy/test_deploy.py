@@ -78,7 +78,7 @@ def test_selfbuilt_override_builds_both_servers_and_keeps_the_policy() -> None:
     tf, ts = merged["services"]["tf-serving"], merged["services"]["torchserve"]
     assert tf["build"]["dockerfile"] == "stack/images/tfserving-compat.Dockerfile"
     assert ts["build"]["dockerfile"] == "stack/images/torchserve.Dockerfile"
-    assert tf["entrypoint"][:3] == ["python", "-m", "stack.tfserving_compat"]
+    assert tf["entrypoint"] == base["services"]["tf-serving"]["entrypoint"]  # its image: tensorflow_model_server
     assert tf["command"] == base["services"]["tf-serving"]["command"]
     for name in ("tf-serving", "torchserve"):
         for key in ("volumes", "ports", "healthcheck", "tmpfs", "init"):
@@ -155,16 +155,6 @@ def render(overlay_dir: Path) -> str:
     result = run(tool("kubectl"), "kustomize", str(overlay_dir))
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("rendered")
-    paths = {}
-    for overlay in OVERLAYS:
-        paths[overlay] = out / f"{overlay}.yaml"
-        paths[overlay].write_text(render(ROOT / "k8s" / "overlays" / overlay))
-    return paths
 
 
 def kube_validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -413,4 +403,6 @@ def test_compose_torchserve_temp_dirs_allow_exec_and_servers_stop_with_sigterm()
     mounted = [Path(v[0]) for v in volumes if v[1] == ts["entrypoint"][1]]
     assert mounted == [ROOT / "stack" / "torchserve_entrypoint.py"]
     tf = services["tf-serving"]
-    assert tf["init"] is True and tf["entrypoint"] == ["tensorflow_model_server"]
+    # bash chooses the flags, then execs the binary: the init's SIGTERM reaches the server itself.
+    assert tf["init"] is True and tf["entrypoint"][:2] == ["/bin/bash", "-c"]
+    assert tf["entrypoint"][2].rstrip().endswith('exec tensorflow_model_server "$$@"')
