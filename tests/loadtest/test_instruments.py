@@ -238,3 +238,15 @@ def test_process_tree_cpu_includes_children() -> None:
         parent.wait()
     assert meter.result["tree"]["cpu_s"] >= 0.45, meter.result
     assert meter.result["tree"]["peak_rss_mb"] > 1
+
+
+def test_every_reported_percentile_is_within_0_1_percent() -> None:
+    """Known values across the range: each reported percentile within 0.1 % of the value it stands for (bucket tops
+    and 2 decimals were up to 1 % off at 1 ms)."""
+    for ms in (0.123, 1.0, 1.234, 9.999, 10.001, 47.3, 250.7, 1234.5):
+        hist = latency.new_histogram()
+        for _ in range(10):
+            latency.record_ms(hist, ms)
+        got = latency.summary(hist)
+        for key in ("p50", "p99", "max"):
+            assert abs(got[key] - ms) <= 0.001 * ms + 0.0005, (ms, key, got[key])
