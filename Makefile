@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e scaling check-model clean
+.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e vendor-smoke scaling check-model clean
 
 install: $(STAMP)
 
@@ -27,6 +27,7 @@ test: install
 	$(VENV)/bin/mypy export gateway stack loadtest
 	$(PY) -m pytest tests
 	$(PY) -m stack.compose e2e --if-available
+	$(PY) -m stack.compose smoke --if-available
 
 test-fast: install
 	$(PY) -m pytest tests -m "not integration and not e2e"
@@ -72,6 +73,13 @@ validate: install
 compose-e2e: install
 	bash scripts/install-validators.sh
 	$(PY) -m stack.compose e2e
+
+# `docker compose up` with the vendors' images (.env): pull them, up, predict every model on both backends through
+# the gateway, TorchServe's start and a refused request in `docker compose logs`, down. Where they can't be pulled,
+# it says so and runs the same steps on the self-built images.
+vendor-smoke: install
+	bash scripts/install-validators.sh
+	$(PY) -m stack.compose smoke
 
 clean:
 	rm -rf .run reports runs

@@ -1,14 +1,14 @@
-"""`python -m stack.compose e2e [--if-available] [--keep]`, `python -m stack.compose images` (build only)."""
+"""`python -m stack.compose e2e|smoke [--if-available] [--keep]`, `python -m stack.compose wheelhouse`."""
 
 from __future__ import annotations
 
 import sys
 
-USAGE = "usage: python -m stack.compose {e2e,wheelhouse} [options]"
+USAGE = "usage: python -m stack.compose {e2e,smoke,wheelhouse} [options]"
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"e2e", "wheelhouse"}:
+    if not argv or argv[0] not in {"e2e", "smoke", "wheelhouse"}:
         print(USAGE, file=sys.stderr)
         return 2
     if argv[0] == "wheelhouse":
@@ -16,6 +16,10 @@ def main(argv: list[str]) -> int:
 
         print(wheelhouse())
         return 0
+    if argv[0] == "smoke":
+        from stack.compose.smoke import main as smoke
+
+        return smoke(argv[1:])
     from stack.compose.e2e import main as e2e
 
     return e2e(argv[1:])

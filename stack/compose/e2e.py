@@ -6,6 +6,8 @@ Steps (each timed; the last line says what passed or where it failed):
   up       docker-compose.yml + docker-compose.selfbuilt.yml under project `servecompare-e2e` on free loopback
            ports; every service healthy
   predict  both backends through the gateway (labels checked against the reference file), /readyz, /compare
+  logs     a bad request straight to TorchServe is a 400, and `docker compose logs torchserve` shows TorchServe's
+           start and that request's refusal (what an operator reads)
   locust   the loadtest profile headless: master + 2 workers, ~20 s, every answer checked, 0 failures
   outage   TorchServe stopped: /predict/torch answers 503 fast and /predict/tf stays right; started: recovery
   k8s pods the k8s local overlay's tf-serving, torchserve and gateway pods run under Docker with their pods'
@@ -170,19 +172,17 @@ def loadtest_override(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stack.compose e2e", description=__doc__.split("\n")[0])
-    p.add_argument("--if-available", action="store_true", help="skip (exit 0) where no engine can be had")
+    p.add_argument(
+        "--if-available",
+        action="store_true",
+        help="skip (exit 0) where no engine can be had; not under CI=true, where the e2e is required",
+    )
     p.add_argument("--keep", action="store_true", help="leave the stack up at the end (for a look around)")
     args = p.parse_args(argv)
 
-    reason = why_no_engine()
-    if reason:
-        print(f"compose e2e: SKIPPED: {reason}")
-        return 0 if args.if_available else 2
-    try:
-        cli = compose_cli()
-    except Unavailable as exc:
-        print(f"compose e2e: SKIPPED: {exc}")
-        return 0 if args.if_available else 2
+    cli, reason = engine_or_reason()
+    if cli is None:
+        return skipped("compose e2e", reason, args.if_available)
 
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "compose.log").write_text("")
@@ -193,15 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     compose = Compose(cli, env)
     rows, expected = reference()
     run = Run(f"http://127.0.0.1:{ports['GATEWAY_PORT']}", rows, expected)
-    results: list[str] = []
     steps: list[tuple[str, Callable[[], str]]] = [
         ("images", lambda: build(compose, cfg)),
         ("up", lambda: up(compose)),
         ("predict", lambda: predict(run)),
+        ("logs", lambda: torchserve_logs(compose, ports["TS_INFERENCE_PORT"], cfg.model_name)),
         ("locust", lambda: locust(compose)),
         ("outage", lambda: outage(compose, run)),
         ("k8s pods", lambda: k8s_pods(compose)),
     ]
+    return run_steps("compose e2e", compose, steps, args.keep)
+
+
+def run_steps(what: str, compose: Compose, steps: list[tuple[str, Callable[[], str]]], keep: bool) -> int:
+    """The steps in turn inside a Docker engine (started here if need be), then `down` whatever happened (unless
+    `keep`); SIGTERM/SIGHUP/Ctrl-C take the stack down too. The last line says what passed or where it failed."""
+    results: list[str] = []
     failure: tuple[str, Exception] | None = None
     current = "engine"
     t0 = time.monotonic()
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 failure = (current, exc)
                 show_state(compose)
             finally:
-                if not args.keep:
+                if not keep:
                     try:
                         step("down", lambda: down(compose), results)
                     except RuntimeError as exc:
@@ -223,31 +230,51 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # Unavailable: dockerd did not come up
         failure = failure or (current, exc)
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM, SIGHUP: the stack went down, a dockerd started here stopped
-        print(f"compose e2e: INTERRUPTED at {current} ({stop or 'Ctrl-C'}); passed: {', '.join(results) or 'nothing'}")
+        print(f"{what}: INTERRUPTED at {current} ({stop or 'Ctrl-C'}); passed: {', '.join(results) or 'nothing'}")
         return 130
     took = time.monotonic() - t0
     if failure:
         print(f"   {failure[1]}", file=sys.stderr)
-        print(f"compose e2e: FAILED at {failure[0]} after {took:.0f} s; passed: {', '.join(results) or 'nothing'}")
+        print(f"{what}: FAILED at {failure[0]} after {took:.0f} s; passed: {', '.join(results) or 'nothing'}")
         return 1
-    print(f"compose e2e: PASSED in {took:.0f} s: {'; '.join(results)}")
+    print(f"{what}: PASSED in {took:.0f} s: {'; '.join(results)}")
     return 0
 
 
-def build(compose: Compose, cfg: StackConfig) -> str:
+def engine_or_reason() -> tuple[list[str] | None, str]:
+    """The compose CLI, or why there is none (no docker CLI, no engine to start, no compose)."""
+    reason = why_no_engine()
+    if reason:
+        return None, reason
+    try:
+        return compose_cli(), ""
+    except Unavailable as exc:
+        return None, str(exc)
+
+
+def skipped(what: str, reason: str, if_available: bool) -> int:
+    """A run that can't happen: exit 0 only when the caller allows a skip, and never in CI (CI=true)."""
+    if if_available and os.environ.get("CI") == "true":
+        print(f"{what}: FAILED: required in CI (CI=true) and it can't run here: {reason}")
+        return 1
+    print(f"{what}: SKIPPED: {reason}")
+    return 0 if if_available else 2
+
+
+def build(compose: Compose, cfg: StackConfig, profiles: tuple[str, ...] = ("loadtest",)) -> str:
     base = base_image(cfg.python_base_image)
     compose.env["PYTHON_BASE_IMAGE"] = base
     wheelhouse()
     compose.env.setdefault("DOCKER_BUILDKIT", "0")  # no buildx here; the Dockerfiles build with either builder
     compose.env.setdefault("COMPOSE_DOCKER_CLI_BUILD", "0")
-    compose.run("--profile", "loadtest", "build", timeout=1500)
+    compose.run(*(a for p in profiles for a in ("--profile", p)), "build", timeout=1500)
     return f"FROM {base}"
 
 
-def up(compose: Compose) -> str:
+def up(compose: Compose, tf_side: str = "compatible server") -> str:
     compose.run("up", "-d", *SERVICES, timeout=600)
     compose.wait_healthy(SERVICES, timeout=300)
-    return "tf-serving (compatible server), torchserve, gateway healthy"
+    return f"tf-serving ({tf_side}), torchserve, gateway healthy"
 
 
 def predict(run: Run) -> str:
@@ -273,6 +300,29 @@ def predict(run: Run) -> str:
         raise Failed(f"/compare: HTTP {status} {str(data)[:300]}")
     names = ", ".join(m.name for m in others)
     return f"{len(run.rows)} rows per backend, labels right (and {names} by name); /readyz 200; /compare agrees"
+
+
+def torchserve_logs(compose: Compose, ts_port: str, model: str) -> str:
+    """What an operator reads: TorchServe's start and a refused request in `docker compose logs torchserve`."""
+    status, data, _ = http("POST", f"http://127.0.0.1:{ts_port}/predictions/{model}", b"not json")
+    if status != 400:
+        raise Failed(f"a bad request straight to TorchServe: HTTP {status} {data}, not 400")
+    wanted = {
+        "TorchServe's start": "Torch worker started",
+        "the refusal": "refused (400): request body is not valid JSON",
+    }
+    deadline = time.monotonic() + 20
+    while True:
+        logs = compose.run("logs", "--no-color", "torchserve", timeout=60).stdout
+        missing = [what for what, needle in wanted.items() if needle not in logs]
+        if not missing:
+            return "TorchServe's start and a refused request's reason in `docker compose logs torchserve`"
+        if time.monotonic() > deadline:
+            (WORK / "torchserve.log").write_text(logs)
+            raise Failed(
+                f"not in `docker compose logs torchserve`: {', '.join(missing)} (see {WORK / 'torchserve.log'})"
+            )
+        time.sleep(1)
 
 
 def locust(compose: Compose) -> str:

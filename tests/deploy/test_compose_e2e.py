@@ -13,10 +13,19 @@ from tests.deploy.test_deploy import run, tool
 
 def test_without_an_engine_it_says_why_and_skips_only_when_asked(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CI", raising=False)
     assert engine.why_no_engine() == "the docker CLI is not installed"
     assert e2e.main(["--if-available"]) == 0
     assert "compose e2e: SKIPPED: the docker CLI is not installed" in capsys.readouterr().out
     assert e2e.main([]) == 2
+
+
+def test_in_ci_a_skip_is_a_failure_with_the_reason(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("CI", "true")
+    assert e2e.main(["--if-available"]) == 1
+    out = capsys.readouterr().out
+    assert "compose e2e: FAILED: required in CI (CI=true)" in out and "the docker CLI is not installed" in out
 
 
 def test_loadtest_override_is_headless_bounded_and_never_restarts(tmp_path: Path) -> None:
