@@ -126,3 +126,31 @@ def test_the_handler_picks_its_device_like_the_trainers(monkeypatch, handler_and
     assert choose_device(0) == device.torch_device() == torch.device("cpu")  # CUDA absent: CPU, as the trainers
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_device(1) == torch.device("cuda:1") and device.torch_device() == torch.device("cuda")
+
+
+def test_each_request_of_a_batch_gets_the_answer_for_its_own_rows(handler_and_dir, test_rows) -> None:  # type: ignore[no-untyped-def]
+    """Known answers with distinct values: requests of different sizes, a malformed one in the middle, each compared
+    with a forward pass of its own rows through the .mar's TorchScript loaded apart from the handler."""
+    import torch
+
+    _, _, model_dir = handler_and_dir
+    reference = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu").eval()
+    sizes = [3, 1, 5, 2]
+    starts = [0, 3, 4, 9]
+    requests = [test_rows[s : s + n] for s, n in zip(starts, sizes, strict=True)]
+    bodies: list[object] = [{"instances": r} for r in requests]
+    bodies.insert(2, {"instances": [[0.0] * 64, [0.0] * 7]})  # malformed, between the 1-row and the 5-row request
+    out, codes = run_batch(handler_and_dir, bodies)
+    assert codes == [200, 200, 400, 200, 200]
+    assert "instance 1 has 7 values" in out[2]["error"]
+    good = [o for i, o in enumerate(out) if i != 2]
+    for rows, answer in zip(requests, good, strict=True):
+        with torch.inference_mode():
+            expected = reference(torch.tensor(rows, dtype=torch.float32)).tolist()
+        got = answer["predictions"]
+        assert len(got) == len(rows)
+        for g, e in zip(got, expected, strict=True):
+            assert g == pytest.approx(e, abs=1e-5)
+    # The rows are distinct digits, so a shifted or repeated slice would differ: guard the test's own premise.
+    first_rows = [tuple(round(p, 4) for p in g["predictions"][0]) for g in good]
+    assert len(set(first_rows)) == len(first_rows)
