@@ -29,6 +29,7 @@ class ImageWheels:
     name: str
     requirements: Path
     no_deps: tuple[str, ...] = ()
+    constraints: Path = ROOT / "constraints.txt"  # the project's pins, unless the image has its own
 
 
 IMAGE_WHEELS = (
@@ -37,7 +38,9 @@ IMAGE_WHEELS = (
     ImageWheels(
         "tfserving-compat",
         ROOT / "stack" / "images" / "tfserving-compat.requirements.txt",
-        no_deps=("tensorflow-serving-api==2.21.0",),
+        no_deps=("tensorflow-serving-api==2.19.1",),  # the Dockerfile's (a test keeps them equal)
+        # TF 2.19 as in tensorflow/serving:2.19.0, so its own pins (protobuf 5, numpy 2.1), not the host's.
+        constraints=ROOT / "stack" / "images" / "tfserving-compat.constraints.txt",
     ),
     ImageWheels("torchserve", ROOT / "stack" / "images" / "torchserve.requirements.txt"),
 )
@@ -123,12 +126,13 @@ def _fingerprint(item: ImageWheels, constraints: Path) -> str:
     return h.hexdigest()
 
 
-def wheelhouse(constraints: Path = ROOT / "constraints.txt") -> Path:
+def wheelhouse() -> Path:
     """`.wheelhouse/<image>/` for every image, downloaded with this interpreter's pip (same platform and Python as
-    the images' 3.11) and the project's pins; a directory is reused while its inputs are unchanged."""
+    the images' 3.11) and the image's pins; a directory is reused while its inputs are unchanged."""
     for item in IMAGE_WHEELS:
         dest = WHEELHOUSE / item.name
         stamp = dest / ".inputs"
+        constraints = item.constraints
         want = _fingerprint(item, constraints)
         if stamp.exists() and stamp.read_text() == want:
             continue

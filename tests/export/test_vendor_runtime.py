@@ -90,3 +90,25 @@ def test_handlers_and_entrypoint_run_under_python_39(rootfs: Path, management: s
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(f"python {TORCHSERVE_IMAGE_PYTHON}."), done.stdout
     assert "FAIL" not in done.stdout and done.stdout.count("ok ") >= 2 + 15 * len(models), done.stdout
+
+
+def test_compat_image_runs_the_tensorflow_of_the_pinned_tf_serving_image() -> None:
+    """tensorflow/serving:X.Y.Z runs TF X.Y: the stand-in's image pins tensorflow-cpu X.Y (requirements, its own
+    constraints, the wheelhouse), and its tensorflow-serving-api is the same in the Dockerfile and the wheelhouse."""
+    import re
+
+    from stack.compose.images import IMAGE_WHEELS
+    from stack.config import ROOT, StackConfig
+
+    tag = StackConfig.load().tf_serving_image.rsplit(":", 1)[1]
+    major_minor = ".".join(tag.split(".")[:2])
+    images = ROOT / "stack" / "images"
+    for name in ("tfserving-compat.requirements.txt", "tfserving-compat.constraints.txt"):
+        pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (images / name).read_text(), re.M))
+        tf = pins.get("tensorflow-cpu") or pins.get("tensorflow_cpu")
+        assert tf is not None and tf.startswith(major_minor + "."), (name, tf, tag)
+    (compat,) = [w for w in IMAGE_WHEELS if w.name == "tfserving-compat"]
+    assert compat.constraints.name == "tfserving-compat.constraints.txt"
+    (api,) = compat.no_deps
+    assert api.startswith(f"tensorflow-serving-api=={major_minor}.")
+    assert f"--no-deps {api}" in (images / "tfserving-compat.Dockerfile").read_text()
