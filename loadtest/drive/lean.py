@@ -10,7 +10,8 @@ fraction of locust's, and its CPU time is reported with every run so it stays vi
   `--duration` seconds or exactly `--arrivals N`; latency is measured from the *scheduled* send time (or from the
   real send, if the timer woke early), so a stall of the server (or of this client) shows in the tail instead of
   silently lowering the offered rate (no coordinated omission). `late_sends` counts sends that went out > 1 ms
-  behind schedule, measured when they went out (an oversleep counts), `early_sends` those the timer let out early.
+  behind schedule, measured when they went out (an oversleep counts), `early_sends` those the timer let out early;
+  `send_lateness` has the percentiles of how late they went out.
 
 Only good answers are latency and throughput. Every answer is checked: status 200 and the label each model must
 give (loadtest/payloads.py); anything else is a failure, counted apart, with a sample of what was wrong. A request
@@ -52,6 +53,7 @@ class Outcome:
 
     hist: Any = field(default_factory=latency.new_histogram)
     failed_hist: Any = field(default_factory=latency.new_histogram)
+    lateness: Any = field(default_factory=latency.new_histogram)  # open loop: how late each send went out
     requests: int = 0
     failures: int = 0
     samples: dict[str, int] = field(default_factory=dict)
@@ -270,6 +272,7 @@ async def open_loop(
     async def send(at_ns: int, req: bytes, payload: Payload) -> None:
         nonlocal opened
         begun = time.perf_counter_ns()  # when this arrival really went out: after any oversleep of the timer
+        latency.record_ms(out.lateness, max(begun - at_ns, 0) / 1e6)
         if begun - at_ns > LATE_NS:
             out.late_sends += 1
         elif begun < at_ns:
@@ -381,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generator_cpu_s": round(cpu, 3),
         "late_sends": out.late_sends,
         "early_sends": out.early_sends,
+        "send_lateness": latency.summary(out.lateness),  # open loop: ms behind schedule, p50..max
         "backlogged": out.backlogged,
         "connections": out.max_connections,
         "latency": latency.summary(out.hist),  # good answers only

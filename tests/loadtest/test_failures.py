@@ -12,6 +12,7 @@ import pytest
 from loadtest.bench import BenchOptions, measure_run, run_lean
 from loadtest.drive import lean
 from loadtest.drive.locust_run import locust_command, run_seconds
+from loadtest.measure import latency
 from stack.config import StackConfig
 from tests.loadtest.test_instruments import _cfg, stub_model_server
 
@@ -96,6 +97,7 @@ def test_an_oversleep_is_a_late_send(monkeypatch: pytest.MonkeyPatch) -> None:
         )
     assert out.requests == 60 and out.failures == 0
     assert out.late_sends >= 50, (out.late_sends, out.early_sends)
+    assert out.lateness.get_total_count() == 60 and latency.percentile_ms(out.lateness, 50) >= 2.5
     assert window.seconds > 0
 
 

@@ -100,3 +100,19 @@ def test_capacities_far_apart_name_the_faster(tf: float, torch: float, ahead: st
     line = _verdict(tf, torch)
     assert line["ahead"] == ahead, line["text"]
     assert "[last held–first broken]" in line["text"]
+
+
+def test_a_late_generator_breaks_nothing_that_held_and_is_named_where_it_may_have() -> None:
+    """Sends 1-2 ms late (a uvloop timer) are no reason against a 50 ms bound: the step holds. A step whose p99 broke
+    while the sends themselves were 20 ms late (p99) says the generator may have broken it."""
+
+    def late(target: str, rate: float, arrivals: int) -> dict[str, Any]:
+        p99 = 10.0 if rate <= 200 else 80.0
+        lateness = 1.6 if rate <= 200 else 20.0
+        return {"rps": rate, "requests": arrivals, "failures": 0, "late_sends": arrivals // 2,
+                "latency": {"p50": 1.0, "p99": p99}, "send_lateness": {"p99": lateness}}  # fmt: skip
+
+    result = _search(late, slo_refine_steps=0)
+    assert [s["reason"] for s in result["steps"]] == [
+        "holds", "holds", "the generator fell behind its schedule (p99 20.0 ms late)"
+    ]  # fmt: skip
