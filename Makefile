@@ -1,4 +1,4 @@
-# Thin wrappers over the Python entry points. Everything installs into ./.venv.
+# Thin wrappers over the Python entry points (the `servecompare` console script). Everything installs into ./.venv.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -26,39 +26,39 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy export gateway stack loadtest
 	$(PY) -m pytest tests
-	$(PY) -m stack.compose e2e --if-available
-	$(PY) -m stack.compose smoke --if-available
+	$(VENV)/bin/servecompare compose-e2e --if-available
+	$(VENV)/bin/servecompare vendor-smoke --if-available
 
 test-fast: install
 	$(PY) -m pytest tests -m "not integration and not e2e"
 
 # The README's main command: the comparison benchmark on the native stack.
 bench: install
-	$(PY) -m loadtest bench $(ARGS)
+	$(VENV)/bin/servecompare bench $(ARGS)
 
 soak: install
-	$(PY) -m loadtest soak $(ARGS)
+	$(VENV)/bin/servecompare soak $(ARGS)
 
 export: install
-	$(PY) -m export $(ARGS)
+	$(VENV)/bin/servecompare export $(ARGS)
 
 # Is a registered model (yours: see the README) servable, and do both servers and the gateway answer as its
 # reference file says? make check-model MODEL=name [REGISTRY=path/to/models.toml]
 check-model: install
-	$(PY) -m export.check --model $(MODEL) $(if $(REGISTRY),--registry $(REGISTRY))
+	$(VENV)/bin/servecompare check-model --model $(MODEL) $(if $(REGISTRY),--registry $(REGISTRY))
 
 # The training side: data-parallel PyTorch DDP vs TensorFlow MultiWorkerMirroredStrategy, N = 1 and 2 by default.
 scaling: install
-	$(PY) -m export.scaling $(ARGS)
+	$(VENV)/bin/servecompare scaling $(ARGS)
 
 up: install
-	$(PY) -m stack up
+	$(VENV)/bin/servecompare up
 
 down:
-	$(PY) -m stack down
+	$(VENV)/bin/servecompare down
 
 status:
-	$(PY) -m stack status
+	$(VENV)/bin/servecompare status
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -72,14 +72,14 @@ validate: install
 # containers, check it from the host, take it down. Starts dockerd for the run where it is installed but stopped.
 compose-e2e: install
 	bash scripts/install-validators.sh
-	$(PY) -m stack.compose e2e
+	$(VENV)/bin/servecompare compose-e2e
 
 # `docker compose up` with the vendors' images (.env): pull them, up, predict every model on both backends through
 # the gateway, TorchServe's start and a refused request in `docker compose logs`, down. Where they can't be pulled,
 # it says so and runs the same steps on the self-built images.
 vendor-smoke: install
 	bash scripts/install-validators.sh
-	$(PY) -m stack.compose smoke
+	$(VENV)/bin/servecompare vendor-smoke
 
 clean:
 	rm -rf .run reports runs
