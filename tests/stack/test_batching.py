@@ -131,3 +131,125 @@ def test_the_timeout_runs_from_arrival_and_waiting_tasks_still_join() -> None:
 
     asyncio.run(scenario())
     assert calls == [10]
+
+
+class _Model:
+    """A stand-in servable whose answer says which model ran and on which rows: rows * factor + offset."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+
+async def _queued_then_started(
+    batcher: Batcher, requests: list[tuple[_Model, str, np.ndarray]]
+) -> list[dict[str, np.ndarray]]:
+    """Every request waits in the queue before the batcher starts, so what forms a batch is the queue's order and
+    the batcher's rules, not the scheduler's timing."""
+    tasks = [asyncio.create_task(batcher.submit(m, sig, {"x": x})) for m, sig, x in requests]
+    while batcher._queue.qsize() < len(requests):  # each submit has enqueued: an event, not a sleep
+        await asyncio.sleep(0)
+    batcher.start()
+    try:
+        # A bound only for a hang (a lost task would never answer), not a timing assertion.
+        return await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    finally:
+        await batcher.stop()
+
+
+def _rows(request_id: int, n: int, width: int = 3) -> np.ndarray:
+    """n distinct rows, each naming its request and its place: 100 * request + row."""
+    return np.repeat((100.0 * request_id + np.arange(n, dtype=np.float64))[:, None], width, axis=1)
+
+
+def test_mixed_models_and_carry_over_each_request_gets_its_own_models_answer_for_its_own_rows() -> None:
+    """Known answers with distinct values: a request that does not fit in what is left of a batch starts the next
+    one (carry-over), a request for another model (or another row shape) never joins a batch, and every request
+    gets its own model's answer for its own rows."""
+    a, b = _Model(2.0), _Model(-1.0)
+    calls: list[tuple[float, int]] = []
+
+    def run(model: _Model, _sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append((model.factor, len(inputs["x"])))
+        return {"y": inputs["x"] * model.factor}
+
+    requests = [
+        (a, "", _rows(0, 2)),
+        (a, "", _rows(1, 1)),
+        (a, "", _rows(2, 2)),  # 2 rows, 1 left in the batch: carried over, starts the next one
+        (a, "", _rows(3, 2)),  # fills the carried batch to 4
+        (b, "", _rows(4, 1)),  # another model: a batch of its own
+        (a, "", _rows(5, 2)),  # back to model a: not merged into b's batch
+        (a, "", _rows(6, 1, width=4)),  # same model, other row shape: cannot be concatenated, a batch of its own
+        (a, "other", _rows(7, 1)),  # another signature: a batch of its own
+    ]
+    params = BatchingParameters(max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1)
+    results = asyncio.run(_queued_then_started(Batcher(params, run), requests))
+    for (model, _sig, x), out in zip(requests, results, strict=True):
+        assert np.array_equal(out["y"], x * model.factor)
+    assert calls == [(2.0, 3), (2.0, 4), (-1.0, 1), (2.0, 2), (2.0, 1), (2.0, 1)]
+
+
+def test_a_carried_request_is_not_lost_when_it_is_the_last_one() -> None:
+    calls: list[int] = []
+
+    def run(_m: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] + 1}
+
+    model = _Model(1.0)
+    requests = [(model, "", _rows(0, 3)), (model, "", _rows(1, 3))]
+    params = BatchingParameters(max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1)
+    results = asyncio.run(_queued_then_started(Batcher(params, run), requests))
+    assert [r["y"].tolist() for r in results] == [(x + 1).tolist() for _, _, x in requests]
+    assert calls == [3, 3]
+
+
+def test_the_batch_timeout_waits_for_a_late_request_of_the_same_model() -> None:
+    """With time left before the timeout, a request arriving after the batch began joins it."""
+    calls: list[int] = []
+
+    def run(_m: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"]}
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        # 60 s: far longer than any scheduling delay; the batch goes out when it is full, not when the time is up.
+        batcher = Batcher(BatchingParameters(max_batch_size=3, batch_timeout_micros=60_000_000), run)
+        batcher.start()
+        model = _Model(1.0)
+        try:
+            taken = asyncio.Event()
+            take = batcher._take
+
+            def take_and_tell(task):  # type: ignore[no-untyped-def]
+                taken.set()
+                return take(task)
+
+            batcher._take = take_and_tell  # type: ignore[method-assign]
+            first = asyncio.create_task(batcher.submit(model, "", {"x": _rows(0, 1)}))
+            await taken.wait()  # the batcher holds the first request and waits for more
+            assert calls == []
+            late = [asyncio.create_task(batcher.submit(model, "", {"x": _rows(i, 1)})) for i in (1, 2)]
+            return await asyncio.wait_for(asyncio.gather(first, *late), 10)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(scenario())
+    assert [r["y"][0, 0] for r in results] == [0.0, 100.0, 200.0]
+    assert calls == [3]
+
+
+@pytest.mark.xfail(strict=True, reason="one queue for all models: TF Serving keeps a queue per servable, so "
+                   "interleaved requests for two models still batch per model; here each switch ends a batch")
+def test_interleaved_models_batch_per_model_as_tf_serving_does() -> None:
+    a, b = _Model(1.0), _Model(3.0)
+    calls: list[tuple[float, int]] = []
+
+    def run(model: _Model, _sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append((model.factor, len(inputs["x"])))
+        return {"y": inputs["x"] * model.factor}
+
+    requests = [(m, "", _rows(i, 1)) for i, m in enumerate([a, b, a, b])]
+    params = BatchingParameters(max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1)
+    asyncio.run(_queued_then_started(Batcher(params, run), requests))
+    assert sorted(calls) == [(1.0, 2), (3.0, 2)]
