@@ -239,8 +239,11 @@ def test_the_batch_timeout_waits_for_a_late_request_of_the_same_model() -> None:
     assert calls == [3]
 
 
-@pytest.mark.xfail(strict=True, reason="one queue for all models: TF Serving keeps a queue per servable, so "
-                   "interleaved requests for two models still batch per model; here each switch ends a batch")
+@pytest.mark.xfail(
+    strict=True,
+    reason="one queue for all models: TF Serving keeps a queue per servable, so "
+    "interleaved requests for two models still batch per model; here each switch ends a batch",
+)
 def test_interleaved_models_batch_per_model_as_tf_serving_does() -> None:
     a, b = _Model(1.0), _Model(3.0)
     calls: list[tuple[float, int]] = []
