@@ -52,10 +52,32 @@ def python39_rootfs(cache: Path = CACHE) -> Path:
     return cache
 
 
+# pytorch/torchserve:0.12.0-cpu's (TorchServe imports yaml without declaring it; the image has it)
+TORCH_IMAGE_PACKAGES = ("torch==2.4.0", "numpy==1.26.4", "torchserve==0.12.0", "pyyaml==6.0.2")
+
+
+def torch24_site(rootfs: Path) -> Path:
+    """torch 2.4.0 and TorchServe 0.12.0 for Python 3.9 in the rootfs (`/opt/torch-2.4.0`), installed once by this
+    interpreter's pip for the cp39 platform. PyPI serves torch 2.4.0 for Linux only as the CUDA build: with its
+    nvidia-* wheels about 5 GB and 100 s here, so this is opt-in (`make vendor-torch`), never part of `make test`."""
+    import sys
+
+    site = rootfs / "opt" / "torch-2.4.0"
+    stamp = site / ".packages"
+    if stamp.exists() and stamp.read_text() == " ".join(TORCH_IMAGE_PACKAGES):
+        return site
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--target", str(site),
+           "--python-version", TORCHSERVE_IMAGE_PYTHON, "--implementation", "cp",
+           "--platform", "manylinux2014_x86_64", "--only-binary=:all:", *TORCH_IMAGE_PACKAGES]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    stamp.write_text(" ".join(TORCH_IMAGE_PACKAGES))
+    return site
+
+
 def run_python39(
-    rootfs: Path, files: dict[str, bytes], *argv: str, timeout: float = 120
+    rootfs: Path, files: dict[str, bytes], *argv: str, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python3.9 argv...` in the rootfs with `files` laid out under its working directory (/work)."""
+    """Run `python3.9 argv...` in the rootfs with `files` laid out under its working directory (/tmp/work-*)."""
     work = Path(tempfile.mkdtemp(prefix="work-", dir=rootfs / "tmp"))
     try:
         for rel, data in files.items():
@@ -72,6 +94,7 @@ def run_python39(
             "/usr/bin/python3.9",
             *argv,
         ]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin"})
+        run_env = {"PATH": "/usr/bin:/bin", **(env or {})}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
