@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--slo-ms", type=float, default=50.0, help="p99 bound of the open-loop SLO search; 0 skips it")
     b.add_argument("--slo-start", type=float, default=None, help="first offered rate, req/s (default 100)")
     b.add_argument("--slo-arrivals", type=int, default=None, help="arrivals per SLO step (default 600; --quick 300)")
+    b.add_argument(
+        "--plan-rate", type=float, default=10_000.0, help="target rate of the report's capacity plan (default 10000)"
+    )
     b.add_argument("--no-startup", action="store_true", help="skip the start-up and footprint measurement")
     b.add_argument("--startup-repeats", type=int, default=None, help="starts per server (default 5; --quick 3)")
     b.add_argument("--no-overhead", action="store_true", help="skip the gateway-vs-passthrough hop measurement")
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", type=Path, default=None)
     r = sub.add_parser("report", help="rewrite report.md and plots from a summary.json")
     r.add_argument("folder", type=Path)
+    r.add_argument("--plan-rate", type=float, default=None, help="re-plan capacity for this target rate (req/s)")
     args = parser.parse_args(argv)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -74,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from loadtest.report import write_report
 
-        print(write_report(json.loads((args.folder / "summary.json").read_text()), args.folder))
+        summary = json.loads((args.folder / "summary.json").read_text())
+        if args.plan_rate:
+            summary["options"]["plan_rate_rps"] = args.plan_rate
+        print(write_report(summary, args.folder))
         return 0
 
     from stack.lifecycle import stop_on_signals
@@ -138,6 +145,7 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         slo_refine_steps=2 if quick else 4,
         slo_arrivals=args.slo_arrivals or (300 if quick else 600),
         models=[m for m in args.models.split(",") if m],
+        plan_rate_rps=args.plan_rate,
     )
     out = args.out or ROOT / "reports" / stamp
     print(f"== benchmark -> {out}")

@@ -79,6 +79,7 @@ class BenchOptions:
     slo_resolution: float = 0.10  # bisect until the bracket's ends are within 10 %
     slo_arrivals: int = 600  # exactly this many arrivals a step
     models: list[str] = field(default_factory=list)  # registered names; empty: the default model
+    plan_rate_rps: float = 10_000.0  # the capacity plan's target rate (loadtest/report/capacity.py)
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
@@ -351,8 +352,32 @@ def slo_search(
     assert opts.slo_ms is not None
     plan = slo.SearchPlan(opts.slo_ms, opts.slo_start_rps, opts.slo_growth, opts.slo_max_steps, opts.slo_refine_steps,
                       opts.slo_resolution, opts.slo_arrivals)  # fmt: skip
-    run = measure or (lambda target, rate, arrivals: run_lean(stack.cfg, target, 0, 0.0, 1, rate, arrivals))
-    return [{**slo.search(run, target, plan, log), "batching": batching} for target in opts.slo_targets]
+    costs: list[dict[str, float]] = []  # the server's cores per step, in the order the search measures them
+
+    def metered(target: str, rate: float, arrivals: int) -> dict[str, Any]:
+        backend = BACKEND_OF[target]
+        with TreeMeter({backend: _pid(stack, backend)}) as meter:
+            r = run_lean(stack.cfg, target, 0, 0.0, 1, rate, arrivals)
+        costs.append(step_cost(r, meter.result.get(backend)))
+        return r
+
+    out = []
+    for target in opts.slo_targets:
+        costs.clear()
+        search = slo.search(measure or metered, target, plan, log)
+        if len(costs) == len(search["steps"]):
+            search["steps"] = [{**st, **c} for st, c in zip(search["steps"], costs, strict=True)]
+        out.append({**search, "batching": batching})
+    return out
+
+
+def step_cost(r: dict[str, Any], server: dict[str, Any] | None) -> dict[str, float]:
+    """Cores busy during an SLO step: the server's CPU seconds and the generator's over the driver's wall time."""
+    wall = max(float(r.get("wall_s") or 0.0), 1e-9)
+    cost = {"generator_cpu_cores": round(float(r.get("generator_cpu_s", 0.0)) / wall, 4)}
+    if server is not None:
+        cost["server_cpu_cores"] = round(server["cpu_s"] / wall, 4)
+    return cost
 
 
 # ---- stacks and settings -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadtest.report import tables
+from loadtest.report import capacity, tables
 from loadtest.report.plots import write_plots
 from loadtest.report.verdict import verdict
 
@@ -108,6 +108,10 @@ def _sections(summary: dict[str, Any], out: Path, prefix: str, h: str) -> list[s
     lines += tables.overhead_table(points)
     if summary["slo"]:
         lines += [f"{h} Highest rate within the latency SLO", "", *tables.slo(summary)]
+    lines += [f"{h} Capacity plan", "", *capacity.table(summary)]
+    plan_plot = capacity.write_plot(summary, out, prefix)
+    if plan_plot:
+        lines += [f"![{plan_plot}]({plan_plot})", ""]
     lines += [f"{h} Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return lines
 
