@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from export import serving_config
-from stack import lifecycle
+from stack import cgroups, lifecycle
 from stack.config import ROOT, TORCH_MODEL_STORE, StackConfig
 from stack.registry import ModelSpec, load_registry
 from stack.tfserving_compat import DISPLAY_NAME as COMPAT_NAME
@@ -46,6 +46,7 @@ class Proc:
     pid: int
     log: str
     url: str
+    cgroup: str = ""  # the cgroup v2 group holding its whole process tree ("" where none could be made)
 
 
 @dataclass
@@ -100,8 +101,11 @@ def short_temp_dir(run_dir: Path) -> Path:
     longer than 107 bytes can't be bound: the worker dies at start ("Backend stream closed") and TorchServe retries
     forever. A run dir deep in a tree (pytest's tmp_path) is too long, so: a short one, named after the run dir
     (made when TorchServe's service is built, removed by `down`)."""
-    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"servecompare-ts-{digest}"
+    return Path(tempfile.gettempdir()) / f"servecompare-ts-{_digest(run_dir)}"
+
+
+def _digest(run_dir: Path) -> str:
+    return hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
 
 
 def tf_server_kind() -> str:
@@ -310,6 +314,7 @@ class NativeStack:
         """Stop one part (fault tests); the rest keeps running."""
         state = self._read_state()
         _stop_groups([Proc(**p) for p in state if p["name"] == name], grace, lambda _: None)
+        _remove_cgroups([Proc(**p) for p in state if p["name"] == name])
         self.state_path.write_text(json.dumps([p for p in state if p["name"] != name], indent=2))
 
     def start_service(self, name: str, timeout: float = 120.0) -> Proc:
@@ -328,6 +333,8 @@ class NativeStack:
         log_path = logs / f"{svc.name}.log"
         env = {**os.environ, **svc.env, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        # Its own cgroup, joined before exec: the kernel counts the CPU and memory of everything it ever starts.
+        group = cgroups.Cgroup.create(f"stack-{_digest(self.run_dir)}-{svc.name}")
         with open(log_path, "ab") as out:
             popen = subprocess.Popen(
                 svc.cmd,
@@ -337,9 +344,9 @@ class NativeStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=lifecycle.die_with_parent if self.owned else None,
+                preexec_fn=cgroups.preexec(group, lifecycle.die_with_parent if self.owned else None),
             )
-        proc = Proc(svc.name, popen.pid, str(log_path), svc.url)
+        proc = Proc(svc.name, popen.pid, str(log_path), svc.url, cgroups.confirmed(group, popen.pid))
         self._record(proc)
         shown = COMPAT_NAME if svc.name == "tfserving-compat" else svc.name
         log(f"-- started {shown} (pid {popen.pid}), log {log_path}")
@@ -376,6 +383,7 @@ class NativeStack:
     def down(self, grace: float = 10.0, log: Callable[[str], None] = print) -> None:
         """Stop every recorded process group: SIGTERM, wait up to `grace`, then SIGKILL."""
         _stop_groups([Proc(**p) for p in self._read_state()], grace, log)
+        _remove_cgroups([Proc(**p) for p in self._read_state()])
         shutil.rmtree(short_temp_dir(self.run_dir), ignore_errors=True)
         self.state_path.unlink(missing_ok=True)
         lifecycle.unregister(self.run_dir)
@@ -462,6 +470,13 @@ def _stop_groups(procs: list[Proc], grace: float, log: Callable[[str], None]) ->
     for p in procs:
         _reap(p.pid)
         log(f"-- stopped {p.name} (pid {p.pid})")
+
+
+def _remove_cgroups(procs: list[Proc]) -> None:
+    """After the processes are stopped: their groups go too (anything still in one is killed)."""
+    for p in procs:
+        if p.cgroup:
+            cgroups.Cgroup(Path(p.cgroup)).remove()
 
 
 def _alive(pid: int) -> bool:

@@ -1,5 +1,6 @@
 """Start-up and footprint of each server: time from process start to the first correct prediction, idle memory of
-its process tree, and the size of its artifact on disk. Each server is started alone, so neither competes with
+its process tree (its cgroup's memory, or the PSS of its processes: loadtest/measure/processes.py; the keys keep
+their old name, idle_rss), and the size of its artifact on disk. Each server is started alone, so neither competes with
 the other for the CPU while it starts."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from loadtest.measure.processes import rss_bytes
+from loadtest.measure.processes import meter_for
 from loadtest.payloads import check_predictions, payloads
 from stack.config import StackConfig
 from stack.launcher import NativeStack
@@ -52,6 +53,7 @@ def measure_startup(
     }
     artifacts = {"tf": cfg.tf_version_dir, "torch": cfg.mar_path}
     seen: dict[str, dict[str, list[float]]] = {side: {"start": [], "rss": []} for side in SERVICES}
+    how: dict[str, str] = {}
     try:
         for _ in range(repeats):
             for side, (_, index) in SERVICES.items():
@@ -61,7 +63,9 @@ def measure_startup(
                 _first_correct_prediction(urls[side], started + timeout)
                 seen[side]["start"].append(time.monotonic() - started)
                 time.sleep(idle_s)
-                seen[side]["rss"].append(rss_bytes(proc.pid) / 2**20)
+                meter = meter_for(proc.pid, proc.cgroup)
+                seen[side]["rss"].append(meter.memory_bytes() / 2**20)
+                how[side] = meter.how
                 stack.stop_service(svc.name)
     finally:
         stack.down(log=lambda _: None)
@@ -84,6 +88,7 @@ def measure_startup(
             },
             "start_samples_s": [round(x, 3) for x in start],  # one per start: what the verdict's interval resamples
             "idle_rss_samples_mb": [round(x, 1) for x in rss],
+            "memory_read_as": how.get(side, ""),
             "artifact_mb": round(_dir_bytes(artifacts[side]) / 2**20, 3),
             "artifact": str(artifacts[side].relative_to(cfg.mar_path.parent.parent)),
             "starts": len(start),
