@@ -28,9 +28,6 @@ from stack.config import MODELS_DIR, ROOT, StackConfig
 
 LABEL = "servecompare-k8s-pods"
 NETWORK = "servecompare-k8s-pods"
-COMPAT_COMMAND = [
-    "python", "-m", "stack.tfserving_compat", "--rest_api_bind_address=0.0.0.0", "--grpc_bind_address=0.0.0.0",
-]  # fmt: skip
 PODS = ("tf-serving", "torchserve", "gateway")
 
 
@@ -137,10 +134,9 @@ class PodRun:
             args += ["--mount", f"{volumes[m['name']]},target={m['mountPath']}{ro}"]
         image = ctr["image"]
         command = ctr.get("command")
-        if command and command[0] == "tensorflow_model_server" and self.images.get(image, image) != image:
-            command = COMPAT_COMMAND
-            self.notes.append(f"{pod}/{ctr['name']}: tensorflow_model_server -> the compatible server, same args")
         local = self.images.get(image, image)
+        if local != image:  # the same command: the compatible server's image has tensorflow_model_server on PATH
+            self.notes.append(f"{pod}/{ctr['name']}: image {image} -> {local}, same command and args")
         if command:
             args += ["--entrypoint", command[0], local, *command[1:], *ctr.get("args", [])]
         else:

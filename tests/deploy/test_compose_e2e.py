@@ -57,7 +57,7 @@ def test_the_locust_summary_is_read_from_the_last_table(log: str, totals: tuple[
 
 def test_k8s_pods_run_with_their_pods_constraints() -> None:
     """How each k8s container is started under Docker (the run itself is in the e2e): the pod's user, read-only
-    root, no capabilities, its mounts, its command, the TF container's substitution said out loud."""
+    root, no capabilities, its mounts, its command, the TF container's image substitution said out loud."""
     from stack.compose import k8s_pods
     from stack.config import ROOT, StackConfig
 
@@ -76,8 +76,9 @@ def test_k8s_pods_run_with_their_pods_constraints() -> None:
     spec = pods.deployments()["tf-serving"]["spec"]["template"]["spec"]
     volumes = {v["name"]: "type=volume,source=x" for v in spec["volumes"]}
     tf_args = pods._run_args("tf-serving", spec, spec["containers"][0], volumes, detach=True)
-    assert tf_args[tf_args.index("--entrypoint") + 1 : tf_args.index("--entrypoint") + 5] == [
-        "python", "compat:1", "-m", "stack.tfserving_compat",
+    # The manifest's own command, in the compatible server's image (its tensorflow_model_server runs the server).
+    assert tf_args[tf_args.index("--entrypoint") + 1 : tf_args.index("--entrypoint") + 3] == [
+        "tensorflow_model_server", "compat:1",
     ]  # fmt: skip
     assert "--model_config_file=/config/models.config" in tf_args and pods.notes
     assert pods.aliases(pods.deployments()["gateway"]["spec"]["template"]["metadata"]["labels"]) == ["gateway"]
