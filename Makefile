@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e vendor-smoke scaling check-model clean
+.PHONY: install test test-fast bench soak export up down status lint validate compose-e2e vendor-smoke vendor-torch scaling check-model clean
 
 install: $(STAMP)
 
@@ -24,10 +24,15 @@ $(STAMP): pyproject.toml constraints.txt
 test: install
 	bash scripts/install-validators.sh
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy export gateway stack loadtest
+	$(VENV)/bin/mypy export gateway stack loadtest servecompare_cli
 	$(PY) -m pytest tests
 	$(VENV)/bin/servecompare compose-e2e --if-available
 	$(VENV)/bin/servecompare vendor-smoke --if-available
+
+# Opt-in: each .mar under the TorchServe image's own runtime (Python 3.9, torch 2.4.0, TorchServe 0.12.0), in a
+# Debian bullseye rootfs. PyPI has torch 2.4.0 for Linux only as the CUDA build: ~5 GB and ~2 minutes the first time.
+vendor-torch: install
+	SERVECOMPARE_VENDOR_TORCH=1 $(PY) -m pytest -s tests/export/test_vendor_torch24.py
 
 test-fast: install
 	$(PY) -m pytest tests -m "not integration and not e2e"
@@ -62,7 +67,7 @@ status:
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy export gateway stack loadtest
+	$(VENV)/bin/mypy export gateway stack loadtest servecompare_cli
 
 validate: install
 	bash scripts/install-validators.sh
