@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from stack.config import ROOT
 
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         help="minimum trials of the points the verdict reads (each side direct, batching off, fewest rows; default 5)",
     )  # fmt: skip
     b.add_argument("--stable-within", type=float, default=0.10, help="spread allowed between trials (default 0.10)")
+    b.add_argument(
+        "--window", type=float, default=None,
+        help="seconds a measurement window inside each trial's continuous load, after a discarded warm-up; a trial "
+        "ends when its last 3 windows agree within --stable-within (default 0.6; --quick 0.4; 0: fixed --duration)",
+    )  # fmt: skip
+    b.add_argument("--max-windows", type=int, default=None, help="windows a trial may take to agree (default 5)")
     b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
     b.add_argument(
         "--batching", choices=["off", "on", "both"], default="off", help="server-side batching (default off)"
@@ -53,6 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quick", action="store_true", help="a 2-minute look: users 1,16, rows 1, short trials")
     b.add_argument("--out", type=Path, default=None, help="report folder (default reports/<timestamp>)")
     b.add_argument("--replace", action="store_true", help="first stop any stack this checkout left running")
+    d = b.add_argument_group("the deployment under test (stack/deployments)")
+    d.add_argument("--deployment", choices=["native", "compose", "endpoints"], default="native",
+                   help="native: stacks this checkout starts (default); compose: the docker compose project; "
+                   "endpoints: a running deployment given by URLs")  # fmt: skip
+    d.add_argument("--attach", action="store_true", help="compose: measure the running project, leave it running")
+    d.add_argument("--project", default="", help="compose project name (default $COMPOSE_PROJECT_NAME or the folder)")
+    d.add_argument("--compose-file", type=Path, action="append", default=None,
+                   help="compose file, repeatable (default docker-compose.yml)")  # fmt: skip
+    d.add_argument("--tf-url", default="", help="endpoints: TF Serving's REST base URL")
+    d.add_argument("--torch-url", default="", help="endpoints: TorchServe's inference base URL")
+    d.add_argument("--gateway-url", default="", help="endpoints: the gateway's base URL")
+    d.add_argument("--torch-metrics-url", default="", help="endpoints: TorchServe's metrics base URL (optional)")
+    d.add_argument("--torch-management-url", default="", help="endpoints: TorchServe's management URL (optional)")
+    d.add_argument("--prometheus", default="", help="endpoints: Prometheus base URL for each pod's CPU and memory")
+    d.add_argument("--namespace", default="servecompare", help="endpoints: the pods' namespace (Prometheus labels)")
     o = sub.add_parser(
         "overhead",
         help="the gateway's added latency and CPU vs calling the backend directly and vs a bare passthrough",
@@ -134,6 +156,9 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         max_trials=args.max_trials or (3 if quick else 4),
         verdict_trials=args.verdict_trials,
         stable_within=args.stable_within,
+        window_s=args.window if args.window is not None else (0.4 if quick else 0.6),
+        warmup_s=0.3 if quick else 0.5,
+        max_windows=args.max_windows or 5,
         targets=args.targets.split(","),
         batching=["off", "on"] if args.batching == "both" else [args.batching],
         driver=args.driver,
@@ -150,8 +175,8 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     out = args.out or ROOT / "reports" / stamp
     print(f"== benchmark -> {out}")
     try:
-        summary = bench(opts, out)
-    except (StageFailed, StackError) as exc:
+        summary = _bench_on(args, opts, out, bench)
+    except (StageFailed, StackError, ValueError, RuntimeError, ConnectionError) as exc:
         print(f"error: benchmark stage failed: {exc}", file=sys.stderr)
         return 1
     print(f"== report: {out / 'report.md'} ({summary['wall_s']} s)")
@@ -163,6 +188,35 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     if failed:
         print(f"!! {failed} failed requests: see the report", file=sys.stderr)
     return 0
+
+
+def _bench_on(args: argparse.Namespace, opts: Any, out: Path, bench: Any) -> dict[str, Any]:
+    """The bench on the deployment asked for: native starts its own stacks; compose and endpoints are brought up
+    (or attached to) once, measured as they run (no start-up or hop measurement: those start servers here)."""
+    if args.deployment == "native":
+        return dict(bench(opts, out))
+    from stack.config import StackConfig
+    from stack.deployments import Endpoints, open_deployment
+
+    if len(opts.models) > 1:
+        raise ValueError(f"--deployment {args.deployment} serves the models it was started with: one --models only")
+    opts.startup, opts.overhead = False, False
+    if args.deployment == "compose":
+        files = tuple(args.compose_file) if args.compose_file else ()
+        deployment = open_deployment("compose", project=args.project, attach=args.attach,
+                                     **({"files": files} if files else {}))  # fmt: skip
+    else:
+        if not (args.tf_url and args.torch_url and args.gateway_url):
+            raise ValueError("--deployment endpoints needs --tf-url, --torch-url and --gateway-url")
+        urls = Endpoints(StackConfig.load().model_name, args.tf_url.rstrip("/"), args.torch_url.rstrip("/"),
+                         args.gateway_url.rstrip("/"), args.torch_metrics_url.rstrip("/"),
+                         args.torch_management_url.rstrip("/"))  # fmt: skip
+        deployment = open_deployment("endpoints", urls=urls, prometheus=args.prometheus, namespace=args.namespace)
+    deployment.up(print)
+    try:
+        return dict(bench(opts, out, stack=deployment))
+    finally:
+        deployment.down(print)
 
 
 def _overhead(args: argparse.Namespace, stamp: str) -> int:

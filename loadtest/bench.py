@@ -38,14 +38,18 @@ import httpx
 from loadtest import slo
 from loadtest.drive.locust_run import run_locust
 from loadtest.measure import latency, server_metrics
-from loadtest.measure.processes import TreeMeter
+from loadtest.measure.processes import GroupMeter, Meter, TreeMeter, meter_for
 from loadtest.payloads import payloads
 from loadtest.targets import PATHS, TARGETS
+from stack import cgroups
+from stack.cgroups import Cgroup
 from stack.config import ROOT, StackConfig
+from stack.deployments.base import Deployment, ServingURLs
 from stack.launcher import NativeStack, free_port_overrides
 from stack.registry import ModelSpec, load_registry
 from stack.registry import model as registry_model
 
+Running = NativeStack | Deployment  # a stack this bench started, or a deployment under test (stack/deployments)
 BACKEND_OF = {"tf-direct": "tf", "torch-direct": "torch", "gateway-tf": "tf", "gateway-torch": "torch"}
 Log = Callable[[str], None]
 
@@ -79,11 +83,17 @@ class BenchOptions:
     slo_resolution: float = 0.10  # bisect until the bracket's ends are within 10 %
     slo_arrivals: int = 600  # exactly this many arrivals a step
     models: list[str] = field(default_factory=list)  # registered names; empty: the default model
+    # The lean driver's windows (loadtest/drive/windows.py): a discarded warm-up, then windows until the last 3
+    # agree within `stable_within` or `max_windows`; 0 s: one fixed `duration_s` run instead.
+    window_s: float = 0.6
+    warmup_s: float = 0.5
+    max_windows: int = 5
+    min_answers: int = 100
     plan_rate_rps: float = 10_000.0  # the capacity plan's target rate (loadtest/report/capacity.py)
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
-def target_url(cfg: StackConfig, target: str) -> tuple[str, str]:
+def target_url(cfg: ServingURLs, target: str) -> tuple[str, str]:
     bases = {"tf-direct": cfg.tf_rest_url, "torch-direct": cfg.ts_inference_url}
     return bases.get(target, cfg.gateway_url), PATHS[target].format(model=cfg.model_name)
 
@@ -93,7 +103,7 @@ def check_kind(target: str) -> str:
 
 
 def run_lean(
-    cfg: StackConfig, target: str, users: int, duration_s: float, rows: int, rate: float = 0.0,
+    cfg: ServingURLs, target: str, users: int, duration_s: float, rows: int, rate: float = 0.0,
     arrivals: int = 0, grace: float = 2.0,
 ) -> dict[str, Any]:  # fmt: skip
     """The lean driver in its own process (its CPU is its own, and it reports it)."""
@@ -101,12 +111,16 @@ def run_lean(
     return run_lean_at(base, path, check_kind(target), users, duration_s, rows, rate, arrivals, grace)
 
 
-def run_driver(module: str, args: list[str], duration_s: float, what: str) -> dict[str, Any]:
-    """A load driver (`python -m loadtest.drive.<module>`) in its own process, its result JSON read back; a driver
-    that fails is a StageFailed naming `what` it was driving."""
+def run_driver(
+    module: str, args: list[str], duration_s: float, what: str, group: Cgroup | None = None
+) -> dict[str, Any]:
+    """A load driver (`python -m loadtest.drive.<module>`) in its own process (in `group`, if given, from before it
+    execs), its result JSON read back; a driver that fails is a StageFailed naming `what` it was driving."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, "-m", f"loadtest.drive.{module}", "--out", out.name, *args]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120, preexec_fn=cgroups.preexec(group)
+        )
         if proc.returncode != 0:
             raise StageFailed(f"load generator for {what} exited {proc.returncode}: {proc.stderr[-2000:]}")
         return dict(json.loads(Path(out.name).read_text()))
@@ -122,13 +136,13 @@ def run_lean_at(
     return run_driver("lean", [str(x) for kv in args.items() for x in kv], expected_s, f"{base}{path}")
 
 
-def _metrics_urls(cfg: StackConfig) -> dict[str, str]:
+def _metrics_urls(cfg: ServingURLs) -> dict[str, str]:
     from export.serving_config import TF_METRICS_PATH
 
     return {"tf": f"{cfg.tf_rest_url}{TF_METRICS_PATH}", "torch": f"{cfg.ts_metrics_url}/metrics"}
 
 
-def _server_counters(cfg: StackConfig, backends: list[str]) -> dict[str, dict[str, float]]:
+def _server_counters(cfg: ServingURLs, backends: list[str]) -> dict[str, dict[str, float]]:
     urls, out = _metrics_urls(cfg), {}
     for b in backends:
         try:
@@ -139,8 +153,72 @@ def _server_counters(cfg: StackConfig, backends: list[str]) -> dict[str, dict[st
     return out
 
 
+def part_meters(stack: Any) -> dict[str, Meter]:
+    """A meter per part: on a native stack each server's cgroup (stack/cgroups.py) or, where none could be made,
+    its process tree; a deployment's own meters otherwise (stack/deployments)."""
+    if not isinstance(stack, NativeStack) and hasattr(stack, "meters"):
+        return dict(stack.meters())
+    names = {"tf": ("tf-serving", "tfserving-compat"), "torch": ("torchserve",), "gateway": ("gateway",)}
+    found = {part: proc for proc, alive in stack.status() for part in names if alive and proc.name in names[part]}
+    return {part: meter_for(proc.pid, proc.cgroup) for part, proc in found.items()}
+
+
+def measure_windows(
+    stack: Any, opts: BenchOptions, target: str, users: int, rows: int, batching: str, trial: int
+) -> dict[str, Any]:
+    """One measured run in windows (loadtest/drive/windows.py): the driver reads every part's meter, its own and
+    the servers' counters at the edges of the windows it measures, so CPU, memory and server time cover exactly
+    the span of the latency and req/s. The generator runs in its own cgroup where one can be made."""
+    cfg = stack.cfg
+    backends = [BACKEND_OF[target]] if target in BACKEND_OF else ["tf", "torch"]
+    meters = part_meters(stack)
+    readable = {name: m for name, m in meters.items() if m.spec().split(":")[0] in ("cgroup", "pid")}
+    urls = _metrics_urls(cfg)
+    base, path = target_url(cfg, target)
+    args = ["--url", base, "--path", path, "--kind", check_kind(target), "--users", str(users), "--rows", str(rows),
+            "--window", str(opts.window_s), "--warmup", str(opts.warmup_s), "--max-windows", str(opts.max_windows),
+            "--min-answers", str(opts.min_answers), "--within", str(opts.stable_within)]  # fmt: skip
+    for backend in backends:
+        if backend in urls and not urls[backend].startswith("/"):
+            args += ["--server-metrics", f"{backend}={urls[backend]}"]
+    group = Cgroup.create(f"generator-{os.getpid()}")
+    for name, meter in [*readable.items(), *([("generator", GroupMeter(group.path))] if group else [])]:
+        args += ["--meter", f"{name}={meter.spec()}"]
+    expected_s = opts.warmup_s + opts.max_windows * opts.window_s * 4 + 2.0
+    others = {name: m for name, m in meters.items() if name not in readable}  # read around the run instead
+    try:
+        with TreeMeter(others) as around:
+            result = run_driver("lean", args, expected_s, f"{base}{path}", group)
+    finally:
+        if group:
+            group.remove()
+    processes = {**result.pop("processes"), **around.result}
+    counters = result.pop("server_counters")
+    n = max(result["ok"], 1)  # CPU per *good* answer: failures are not served requests
+    seconds = max(result["window"]["seconds"], 1e-9)
+    result |= {
+        "target": target,
+        "users": users,
+        "rows": rows,
+        "batching": batching,
+        "trial": trial,
+        "processes": processes,
+        "cpu_us_per_request": {name: round(m["cpu_s"] * 1e6 / n, 1) for name, m in processes.items()},
+        "server_time": {
+            b: server_metrics.server_time(counters["before"][b], counters["after"][b])
+            for b in backends
+            if b in counters["before"] and b in counters["after"]
+        },
+        "generator_cpu_share": round(result["generator_cpu_s"] / seconds, 3),
+        "metered_over": "the measured windows",
+    }
+    # the driver's own CPU between the edges (getrusage: exact for its one process; its cgroup's is in processes)
+    result["cpu_us_per_request"]["generator"] = round(result["generator_cpu_s"] * 1e6 / n, 1)
+    return result
+
+
 def measure_run(
-    stack: NativeStack,
+    stack: Running,
     opts: BenchOptions,
     target: str,
     users: int,
@@ -150,14 +228,16 @@ def measure_run(
     csv_dir: Path,
 ) -> dict[str, Any]:
     """One measured run: the load, exact latencies, every process tree's CPU and memory, server-side time."""
+    if opts.driver == "lean" and opts.window_s:
+        return measure_windows(stack, opts, target, users, rows, batching, trial)
     cfg = stack.cfg
     backends = [BACKEND_OF[target]] if target in BACKEND_OF else ["tf", "torch"]
-    pids = {name: _pid(stack, name) for name in ("tf", "torch", "gateway")}
+    pids = _parts(stack)
     before = _server_counters(cfg, backends)
     with TreeMeter(pids) as meter:
         if opts.driver == "locust":
             prefix = csv_dir / f"{batching}-r{rows}-{target}-u{users}-t{trial}"
-            result = run_locust(cfg, target, users, opts.duration_s, prefix, rows)
+            result = run_locust(cfg, target, users, opts.duration_s, prefix, rows)  # type: ignore[arg-type]  # URLs only
             result["driver"] = "locust (FastHttpUser), exact latencies from its HDR hook"
         else:
             result = run_lean(cfg, target, users, opts.duration_s, rows)
@@ -180,6 +260,13 @@ def measure_run(
         result["cpu_us_per_request"]["generator"] = round(result["generator_cpu_s"] * 1e6 / n, 1)
         result["generator_cpu_share"] = round(result["generator_cpu_s"] / max(result["wall_s"], 1e-9), 3)
     return result
+
+
+def _parts(stack: Running) -> dict[str, Any]:
+    """What meters each part: its pid on a native stack, the deployment's meter otherwise (none: not measured)."""
+    if isinstance(stack, NativeStack):
+        return {name: _pid(stack, name) for name in ("tf", "torch", "gateway")}
+    return dict(stack.meters())
 
 
 def _pid(stack: NativeStack, name: str) -> int:
@@ -223,7 +310,7 @@ def verdict_point(opts: BenchOptions, target: str, rows: int, batching: str) -> 
 
 
 def sweep(
-    stack: NativeStack,
+    stack: Running,
     opts: BenchOptions,
     rows: int,
     batching: str,
@@ -316,6 +403,9 @@ def aggregate(runs: list[dict[str, Any]], stable_within: float) -> list[dict[str
             },
             "server_mean_ms": server,
             "generator_cpu_share": statistics.median([r.get("generator_cpu_share", 0.0) for r in rs]),
+            # trials whose windows agreed (loadtest/drive/windows.py); a fixed-length run has no windows to agree
+            "windows_settled": sum(1 for r in rs if r.get("settled", True)),
+            "metered_over": rs[0].get("metered_over", "the driver's whole run"),
             "driver": rs[0].get("driver", ""),
             "hdr": latency.encode(merged_hist),
         }
@@ -331,6 +421,9 @@ def warnings_for(point: dict[str, Any]) -> list[str]:
     mean = point["latency"].get("mean")
     if point["users"] == 1 and mean and point["rps"]["median"] < 0.8 * 1000.0 / mean:
         out.append("1-user throughput is below 80% of 1/latency: time goes between requests (the generator?)")
+    unsettled = point["trials"] - point.get("windows_settled", point["trials"])
+    if unsettled:
+        out.append(f"the windows of {unsettled} of {point['trials']} trials did not agree within the cap")
     rps = point["rps"]
     if not point["stable"]:
         out.append(
@@ -342,7 +435,7 @@ def warnings_for(point: dict[str, Any]) -> list[str]:
 
 # ---- the SLO search (open loop) ----------------------------------------------------------------------------------
 def slo_search(
-    stack: NativeStack,
+    stack: Running,
     opts: BenchOptions,
     batching: str,
     log: Log,
@@ -356,7 +449,7 @@ def slo_search(
 
     def metered(target: str, rate: float, arrivals: int) -> dict[str, Any]:
         backend = BACKEND_OF[target]
-        with TreeMeter({backend: _pid(stack, backend)}) as meter:
+        with TreeMeter({backend: _parts(stack).get(backend, 0)}) as meter:
             r = run_lean(stack.cfg, target, 0, 0.0, 1, rate, arrivals)
         costs.append(step_cost(r, meter.result.get(backend)))
         return r
@@ -398,15 +491,22 @@ def batching_overrides(mode: str, cfg: StackConfig, rows_per_request: int = 1) -
     }
 
 
-def verify_settings(mode: str, stack: NativeStack) -> dict[str, dict[str, object]]:
-    """Ask the running servers what they use; refuse to measure a mode they don't run."""
+def verify_settings(mode: str, stack: Running) -> dict[str, dict[str, object]]:
+    """Ask the running servers what they use; refuse to measure a mode they don't run. A deployment given by URLs
+    alone has no configuration to hold them to: what could be read back is recorded, unchecked."""
     from stack.effective import expected, mismatches
 
     try:
         actual = stack.effective()
     except (httpx.HTTPError, ValueError, OSError) as exc:
         raise StageFailed(f"batching {mode}: could not read the servers' settings back: {exc}") from exc
-    problems = mismatches(expected(stack.cfg), actual)
+    if isinstance(stack, NativeStack):
+        wanted = stack.cfg
+    elif (declared := getattr(stack, "stack_cfg", None)) is not None:  # compose: .env, as compose substitutes it
+        wanted = StackConfig.load({**batching_overrides(mode, declared)})
+    else:
+        return actual
+    problems = mismatches(expected(wanted), actual)
     if problems:
         raise StageFailed(
             f"batching {mode}: the servers do not run what this mode asked for, so it is not measured: "
@@ -415,14 +515,15 @@ def verify_settings(mode: str, stack: NativeStack) -> dict[str, dict[str, object
     return actual
 
 
-def warm_up(cfg: StackConfig, targets: list[str], rows: int, n: int = 50) -> None:
-    """Requests per target so first-connection and lazy-init costs stay out of the figures."""
-    body = payloads(rows)[0].body
+def warm_up(cfg: ServingURLs, targets: list[str], rows: int, n: int = 50) -> None:
+    """Every payload once per target (and at least `n` requests), so first-connection, lazy-init and first-payload
+    costs stay out of the figures (each run's own warm-up window then warms its connections and pools)."""
+    bodies = [p.body for p in payloads(rows)]
     with httpx.Client(timeout=10, headers={"content-type": "application/json"}) as client:
         for target in targets:
             base, path = target_url(cfg, target)
-            for _ in range(n):
-                r = client.post(base + path, content=body)
+            for i in range(max(n, len(bodies))):
+                r = client.post(base + path, content=bodies[i % len(bodies)])
                 if r.status_code != 200:
                     raise StageFailed(f"warm-up of {target} answered {r.status_code}: {r.text[:300]}")
 
@@ -432,11 +533,11 @@ def stack_for(
     mode: str,
     rows: int,
     base: StackConfig,
-    existing: NativeStack | None,
+    existing: Running | None,
     run_dir: Path,
     log: Log,
     spec: ModelSpec | None = None,
-) -> Iterator[NativeStack]:
+) -> Iterator[Running]:
     if existing is not None:
         yield existing
         return
@@ -451,6 +552,12 @@ def stack_for(
     finally:
         log("== stopping the native stack")
         stack.down(log=lambda line: log("   " + line))
+
+
+def native_description() -> dict[str, Any]:
+    cores = os.cpu_count()
+    return {"kind": "native", "cost": dict.fromkeys(("tf", "torch", "gateway"), "process tree (psutil)"),
+            "server_cores": {"tf": cores, "torch": cores}, "generator_shares_machine": True, "local": True}  # fmt: skip
 
 
 def stack_plan(opts: BenchOptions) -> list[tuple[str, list[int]]]:
@@ -484,8 +591,10 @@ def parameters(spec: ModelSpec) -> int | None:
     return sum(a * b + b for a, b in itertools.pairwise(widths))
 
 
-def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: Log = print) -> dict[str, Any]:
-    """Run everything, write `summary.json` and the report into `out`; every stack it starts is stopped."""
+def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log = print) -> dict[str, Any]:
+    """Run everything, write `summary.json` and the report into `out`; every stack it starts is stopped. `stack`: a
+    running native stack or a deployment (stack/deployments) to measure instead of starting native stacks; a
+    deployment is measured as it runs (no start-up measurement, no hop instrument: both start servers here)."""
     from loadtest import report
     from loadtest.measure.environment import environment
 
@@ -496,7 +605,8 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
     slo: list[dict[str, Any]] = []
     in_force: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
-    startup = _startup(base, out, log, opts.startup_repeats) if opts.startup else {}
+    external = stack is not None and not isinstance(stack, NativeStack)
+    startup = _startup(base, out, log, opts.startup_repeats) if opts.startup and not external else {}
     registry = load_registry()
     specs = [registry_model(n, registry) for n in opts.models] or [registry[0]]
     for spec in specs:
@@ -519,7 +629,8 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
                     )
                     runs += [{**r, "model": spec.name} for r in sweep(running, opts, rows, mode, out, log)]
                 gateway_targets = {"gateway-tf", "gateway-torch"} <= set(opts.targets)
-                if opts.overhead and mode == "off" and gateway_targets and spec is specs[0]:
+                if opts.overhead and mode == "off" and gateway_targets and isinstance(running, NativeStack) \
+                        and spec is specs[0]:  # fmt: skip
                     from loadtest.overhead import measure_overhead
 
                     log("== the gateway as a hop: direct vs gateway vs a bare passthrough, 1 user")
@@ -543,6 +654,7 @@ def bench(opts: BenchOptions, out: Path, stack: NativeStack | None = None, log: 
             {"name": s.name, "width": s.width, "hidden": list(s.hidden or ()), "parameters": parameters(s)}
             for s in specs
         ],
+        "deployment": stack.describe() if external else native_description(),  # type: ignore[union-attr]
         "wall_s": round(time.time() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

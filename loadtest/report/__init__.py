@@ -44,6 +44,7 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
         for name in models:
             lines += [f"## Model `{name}`", ""]
             lines += _sections(for_model(summary, name), out, f"{name}-", "###")
+    lines += _deployment(summary)
     lines += _environment(summary)
     if summary.get("startup"):
         lines += ["## Start-up and footprint (the default model)", "", *tables.startup(summary)]
@@ -149,4 +150,16 @@ def _environment(summary: dict[str, Any]) -> list[str]:
         for side, values in sides.items():
             lines.append(f"| {mode} | {side} | {', '.join(f'{k}={v}' for k, v in values.items())} |")
     lines += ["", f"Run took {summary['wall_s']} s.", ""]
+    return lines
+
+
+def _deployment(summary: dict[str, Any]) -> list[str]:
+    """What was measured and how each part's cost was read (or why it was not)."""
+    d = summary.get("deployment") or {"kind": "native"}
+    lines = [f"## Deployment under test: {d['kind']}", ""]
+    if d.get("urls"):
+        lines += [f"Targets: {', '.join(f'{k} {v}' for k, v in d['urls'].items())}.", ""]
+    if d.get("cost"):
+        lines += ["| part | cost read from |", "|---|---|"]
+        lines += [f"| {part} | {how} |" for part, how in d["cost"].items()] + [""]
     return lines

@@ -120,8 +120,11 @@ def _sweep_cpu_point(summary: dict[str, Any], model: str, backend: str, batching
 
 def machine_cores(summary: dict[str, Any], backend: str) -> float | None:
     """Cores the server could use: the deployment's figure for it (a container's CPU limit), else the machine's."""
-    given = (summary.get("deployment") or {}).get("server_cores", {}).get(backend)
-    return float(given) if given else summary["environment"].get("cpu_count")
+    deployment = summary.get("deployment") or {}
+    given = deployment.get("server_cores", {}).get(backend)
+    if given:
+        return float(given)
+    return summary["environment"].get("cpu_count") if deployment.get("local", True) else None
 
 
 def plan_for(summary: dict[str, Any], search: dict[str, Any], plan_rps: float, manifests: Path = MANIFESTS) -> Plan:
@@ -163,7 +166,7 @@ def plan_for(summary: dict[str, Any], search: dict[str, Any], plan_rps: float, m
         if plan.hpa_target_pct == 0:
             plan.refused.append("the utilisation at the last rate held rounds to 0 %: too small to plan from")
     elif plan.cpu_us is not None and not plan.cores_available:
-        plan.refused.append("the cores the server could use are not known")
+        plan.refused.append("the cores the server could use are not known (a deployment given by URLs)")
     return plan
 
 

@@ -56,7 +56,8 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
         for ax, rows in zip(axes[0], rows_values, strict=True):
             draw(ax, rows, _series(points, rows))
             _ticks(ax, users)
-            ax.legend(**legend)
+            if ax.get_legend_handles_labels()[0]:  # a cost not measured (endpoints without Prometheus) draws none
+                ax.legend(**legend)
         fig.tight_layout()
         fig.savefig(out / (prefix + name), dpi=100)
         plt.close(fig)

@@ -55,13 +55,15 @@ def cost(points: list[dict[str, Any]]) -> list[str]:
             "gateway-tf": ["tf"],
             "gateway-torch": ["torch"],
         }.get(p["target"], ["tf", "torch"])
-        server = sum(cpu[b]["median"] for b in backends if b in cpu)
+        measured = [b for b in backends if b in cpu]
+        server = sum(cpu[b]["median"] for b in measured)
         gateway = rng(cpu["gateway"], 0) if p["target"].startswith("gateway-") and "gateway" in cpu else "–"
         generator = rng(cpu["generator"], 0) if "generator" in cpu else "–"
         rss = ", ".join(f"{k} {v:.0f}" for k, v in p["peak_rss_mb"].items())
         lines.append(
-            f"| {p['target']} | {p['batching']} | {p['rows']} | {p['users']} | {server:.0f} | "
-            f"{1e6 / server if server else 0:.0f} | {gateway} | {generator} | {rss} |"
+            f"| {p['target']} | {p['batching']} | {p['rows']} | {p['users']} | "
+            f"{f'{server:.0f}' if measured else 'not measured'} | {f'{1e6 / server:.0f}' if server else '–'} | "
+            f"{gateway} | {generator} | {rss} |"
         )
     return [*lines, ""]
 
