@@ -1,4 +1,4 @@
-"""`python -m export.scaling [--workers 1,2] [--epochs 20]`: see export/scaling/__init__.py.
+"""`python -m export.scaling [--model digits_wide] [--workers 1,2]`: see export/scaling/__init__.py.
 
 Runs, for each N interleaved across frameworks (N=1 pytorch, N=1 tensorflow, N=2 pytorch, ...), N worker processes
 on loopback, bounded in time (`--timeout` per run), stopped with their process group on Ctrl-C/SIGTERM or when this
@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from export import tensorboard
-from export.scaling.plan import Plan
+from export.scaling.plan import PROBE_ROUNDS, Plan, make_plan, median_ms
 from stack.config import ROOT
 from stack.launcher import free_port
 from stack.lifecycle import die_with_parent, stop_on_signals
@@ -56,6 +56,7 @@ def run_workers(plan: Plan, work: Path, log_dir: Path | None, timeout_s: float) 
             sys.executable, "-m", MODULES[plan.framework], "--framework", plan.framework,
             "--rank", str(rank), "--workers", str(plan.workers), "--port", str(port), "--epochs", str(plan.epochs),
             "--seed", str(plan.seed), "--global-batch", str(plan.global_batch), "--out", str(out),
+            "--model", plan.model, "--probe-rounds", str(plan.probe_rounds),
         ]  # fmt: skip
         if plan.train_rows:
             cmd += ["--train-rows", str(plan.train_rows)]
@@ -93,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.scaling", description=__doc__.split("\n")[0])
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     p.add_argument("--frameworks", default="pytorch,tensorflow")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--model", default="digits", help="a builtin model of models.toml (digits, digits_wide)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's (plan.RUN_DEFAULTS)")
+    p.add_argument("--global-batch", type=int, default=None, help="split evenly across workers; default: the model's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-rows", type=int, default=None, help="a prefix of the training split (quick runs)")
+    p.add_argument("--probe-rounds", type=int, default=PROBE_ROUNDS, help="rounds of the step split's timings")
     p.add_argument("--timeout", type=float, default=600, help="seconds per (framework, N) run")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/scaling-<time>)")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs", help="TensorBoard logs")
@@ -109,24 +113,35 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "reports" / f"scaling-{stamp}"
     work = out / "workers"
     work.mkdir(parents=True, exist_ok=True)
-    counts = [int(n) for n in args.workers.split(",")]
-    frameworks = [f for f in args.frameworks.split(",") if f]
+    try:
+        counts = [int(n) for n in args.workers.split(",")]
+        frameworks = [f for f in args.frameworks.split(",") if f]
+        plans = [
+            make_plan(fw, n, args.model, args.epochs, args.global_batch, args.seed, args.train_rows, args.probe_rounds)
+            for n in counts
+            for fw in frameworks
+        ]
+    except ValueError as exc:
+        p.error(str(exc))
     results = []
     try:
         with stop_on_signals():
-            for n in counts:
-                for fw in frameworks:
-                    plan = Plan(fw, n, args.epochs, args.seed, train_rows=args.train_rows)
-                    log_dir = tensorboard.run_dir(args.runs_dir, stamp, f"scaling-n{n}", fw)
-                    print(f"== {fw}: {n} worker(s), global batch {plan.global_batch}, {plan.epochs} epochs", flush=True)
-                    result = run_workers(plan, work, log_dir, args.timeout)
-                    result["plan"] = asdict(plan)
-                    results.append(result)
-                    eps = sorted(result["epoch_seconds"][1:] or result["epoch_seconds"])
-                    print(
-                        f"   median epoch {eps[len(eps) // 2]:.3f} s, test accuracy {result['accuracies'][-1]:.4f}",
-                        flush=True,
-                    )
+            for plan in plans:
+                fw, n = plan.framework, plan.workers
+                log_dir = tensorboard.run_dir(args.runs_dir, stamp, f"scaling-n{n}", fw)
+                print(f"== {fw}: {plan.model}, {n} worker(s), global batch {plan.global_batch}, {plan.epochs} epochs",
+                      flush=True)  # fmt: skip
+                result = run_workers(plan, work, log_dir, args.timeout)
+                result["plan"] = asdict(plan)
+                results.append(result)
+                eps = sorted(result["epoch_seconds"][1:] or result["epoch_seconds"])
+                split = {k: median_ms(v) for k, v in result["probe"].items()}
+                print(
+                    f"   median epoch {eps[len(eps) // 2]:.3f} s, test accuracy {result['accuracies'][-1]:.4f}; "
+                    f"step {split['step']:.1f} ms = compute {split['compute']:.1f} + all-reduce "
+                    f"{split['allreduce']:.1f} ms",
+                    flush=True,
+                )
     except KeyboardInterrupt:
         print("== interrupted: workers stopped", file=sys.stderr)
         return 130

@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from export.scaling import split
+
 
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per framework and N: median epoch time (the first epoch, with its graph building and warm-up, left out),
@@ -31,11 +33,15 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "setup_s": r["setup_seconds"],
                 "train_rows": r["train_rows"],
                 "global_batch": r["plan"]["global_batch"],
+                "model": r["plan"].get("model", "digits"),
+                "parameters": r.get("gradient_bytes", 0) // 4,
+                **split.split_row(r),
             }
         )
     for row in rows:
         base = next((x for x in rows if x["framework"] == row["framework"] and x["workers"] == 1), None)
         row["efficiency"] = row["samples_per_s"] / (row["workers"] * base["samples_per_s"]) if base else None
+    split.explain(rows)
     return rows
 
 
@@ -45,12 +51,12 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(results)
     (out / "summary.json").write_text(json.dumps({"rows": rows, "devices": devices, "raw": results}, indent=2))
-    plot(rows, out / "scaling.png")
+    plot(rows, out / "scaling.png", rows[0]["model"] if rows else "")
     (out / "report.md").write_text(markdown(rows, devices, tensorboard_dir))
     return out / "report.md"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, model: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +78,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("training samples/s (median epoch)")
     ax.set_xticks(sorted({r["workers"] for r in rows}))
     ax.set_title(
-        "Data-parallel training of the digits MLP\n(dotted: linear scaling from 1 worker; bars: epoch min–max)"
+        f"Data-parallel training of the {model} MLP\n(dotted: linear scaling from 1 worker; bars: epoch min–max)"
     )
     ax.legend()
     ax.grid(alpha=0.3)
@@ -82,8 +88,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_dir: Path) -> str:
+    model = rows[0]["model"] if rows else "?"
+    params = rows[0]["parameters"] if rows else 0
     lines = [
         "# Training scaling: PyTorch DDP vs TensorFlow MultiWorkerMirroredStrategy",
+        "",
+        f"Model: `{model}` (models.toml), {params:,} weights.",
         "",
         f"Devices: PyTorch on `{devices.get('pytorch')}`, TensorFlow on `{devices.get('tensorflow')}`. "
         "Each worker is its own process on loopback, limited to one thread; "
@@ -101,7 +111,7 @@ def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_di
             f"({r['epoch_s_min']:.3f}–{r['epoch_s_max']:.3f}) | {r['samples_per_s']:.0f} | {eff} | "
             f"{r['final_accuracy']:.4f} | {r['setup_s']:.1f} |"
         )
-    lines += ["", "![samples/s against workers](scaling.png)", "", "## Summary", ""]
+    lines += ["", *split.markdown(rows), "![samples/s against workers](scaling.png)", "", "## Summary", ""]
     lines += summary_lines(rows)
     lines += [
         "",
@@ -137,9 +147,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"- {fw}: {'; '.join(parts)}{eff}{verdict}; final test accuracy {top['final_accuracy']:.4f}{agree}."
         )
-    out.append(
-        "- This model is tiny (about 9k weights, 18 µs of compute per row): a step's all-reduce and process "
-        "coordination cost as much as its compute, so adding workers on one 2-core machine mostly adds "
-        "communication. The figures show each framework's data-parallel overhead more than its compute speed."
-    )
+    line = split.summary_line(rows)
+    if line:
+        out.append(line)
     return out
