@@ -355,8 +355,27 @@ def write_result(result: dict[str, Any], out: str) -> None:
             fh.write(text)
 
 
+def _pairs(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
+def run_windows(args: argparse.Namespace) -> dict[str, Any]:
+    """Closed loop in windows (loadtest/drive/windows.py), the meters read at the windows' edges."""
+    from loadtest.drive.windows import Probe, WindowPlan, windowed_closed_loop
+
+    plan = WindowPlan(args.warmup, args.window, args.min_answers, max_windows=args.max_windows, within=args.within)
+    with Probe(_pairs(args.meter), _pairs(args.server_metrics)) as probe:
+        result = asyncio.run(
+            windowed_closed_loop(args.url, args.path, args.kind, args.users, args.rows, plan, probe, args.seed,
+                                 args.grace)
+        )  # fmt: skip
+    return {"driver": "lean (asyncio + uvloop, raw HTTP/1.1 keep-alive, every answer checked with orjson)", **result}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     install_uvloop()
+    if getattr(args, "window", 0.0) and not args.rate:
+        return run_windows(args)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     if args.rate:
@@ -401,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=1, help="closed loop: concurrent users")
     p.add_argument("--rate", type=float, default=0.0, help="open loop: Poisson arrivals per second")
     p.add_argument("--arrivals", type=int, default=0, help="open loop: exactly this many arrivals (not --duration)")
+    w = p.add_argument_group("windows (closed loop): a warm-up, then windows until the last 3 agree")
+    w.add_argument("--window", type=float, default=0.0, help="seconds a window (0: one fixed --duration, no windows)")
+    w.add_argument("--warmup", type=float, default=0.5, help="seconds of the discarded warm-up window")
+    w.add_argument("--min-answers", type=int, default=100, help="a window lasts until it has this many answers")
+    w.add_argument("--max-windows", type=int, default=5, help="windows before giving up on agreement")
+    w.add_argument("--within", type=float, default=0.10, help="spread allowed between the last 3 windows")
+    w.add_argument("--meter", action="append", default=[], help="NAME=cgroup:PATH or NAME=pid:PID, read at the edges")
+    w.add_argument("--server-metrics", action="append", default=[], help="tf=URL or torch=URL, scraped at the edges")
     add_run_options(p, duration_s=5.0)
     args = p.parse_args(argv)
     write_result(run(args), args.out)

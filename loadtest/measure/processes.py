@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,7 +120,7 @@ class TreeMeter:
     starts and ends: use it where no driver reports its own window (the sweep's windows read the meters themselves,
     loadtest/drive/windows.py)."""
 
-    def __init__(self, parts: dict[str, int | Meter], interval_s: float = 0.25) -> None:
+    def __init__(self, parts: Mapping[str, int | Meter], interval_s: float = 0.25) -> None:
         self.meters: dict[str, Meter] = {
             name: ProcessTree(p) if isinstance(p, int) else p for name, p in parts.items() if p
         }

@@ -3,7 +3,10 @@
 The difference between what the client observed and what the server says it spent is the HTTP/JSON (and queueing
 in front of the server) share of a request.
 - TorchServe: `ts_inference_latency_microseconds` (frontend: request in to response out, queue included) and
-  `ts_queue_latency_microseconds`, with `ts_inference_requests_total` (counters, summed over label sets).
+  `ts_queue_latency_microseconds`, with `ts_inference_requests_total` (counters, summed over label sets). The
+  latency counters grow only for requests answered 2xx (its error path records no time) while the request counter
+  counts every one, so the mean divides by requests less the errors (`Requests4XX` + `Requests5XX`, host-wide);
+  where those counters are missing, the result says the errors are unknown.
 - The TF-Serving-compatible server: `tfserving_compat_request_latency_seconds{api="predict"}` (sum and count).
 - TF Serving: `:tensorflow:serving:request_latency{API="predict"}` (µs, sum and count).
 """
@@ -33,11 +36,19 @@ def _sum(samples: dict[str, float], name: str, must_contain: str = "") -> float:
 
 
 def torchserve_counters(samples: dict[str, float]) -> dict[str, float]:
-    return {
+    out = {
         "requests": _sum(samples, "ts_inference_requests_total"),
         "latency_us": _sum(samples, "ts_inference_latency_microseconds"),
         "queue_us": _sum(samples, "ts_queue_latency_microseconds"),
     }
+    if any(k.split("{")[0] in ("Requests4XX", "Requests5XX") for k in samples):
+        out["errors"] = _sum(samples, "Requests4XX") + _sum(samples, "Requests5XX")
+    return out
+
+
+def counters(backend: str, samples: dict[str, float]) -> dict[str, float]:
+    """The counters of `backend` ('tf' or 'torch') from its scraped samples."""
+    return tf_counters(samples) if backend == "tf" else torchserve_counters(samples)
 
 
 def tf_counters(samples: dict[str, float]) -> dict[str, float]:
@@ -53,14 +64,21 @@ def tf_counters(samples: dict[str, float]) -> dict[str, float]:
 
 
 def server_time(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """Mean server-side ms per request over the run (and queue ms where the server reports it)."""
-    n = after.get("requests", 0.0) - before.get("requests", 0.0)
+    """Mean server-side ms per request over the run (and queue ms where the server reports it). Where the server
+    times only its good answers (TorchServe), the mean is over those: requests less the errors."""
+    requests = after.get("requests", 0.0) - before.get("requests", 0.0)
+    errors = after["errors"] - before.get("errors", 0.0) if "errors" in after else 0.0
+    n = requests - max(errors, 0.0)
     if n <= 0:
-        return {"requests": 0, "mean_ms": None}
+        return {"requests": int(max(requests, 0)), "mean_ms": None}
     out: dict[str, Any] = {
-        "requests": int(n),
+        "requests": int(requests),
         "mean_ms": round((after["latency_us"] - before["latency_us"]) / n / 1000.0, 3),
     }
+    if "errors" in after:
+        out["errors"] = int(errors)
+    elif "queue_us" in after:  # TorchServe without its error counters: the errors are unknown
+        out["errors"] = None
     if "queue_us" in after:
         out["queue_mean_ms"] = round((after["queue_us"] - before.get("queue_us", 0.0)) / n / 1000.0, 3)
     return out

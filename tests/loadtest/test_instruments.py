@@ -34,11 +34,13 @@ def stub_model_server(
     drift: Callable[[], float] | None = None,
     error_every: int = 0,
     silent_every: int = 0,
+    slow_first: tuple[int, float] = (0, 0.0),
 ) -> Iterator[int]:
     """TF Serving's predict URL on raw HTTP/1.1 keep-alive, answering right (the label each row must get) after
     exactly `delay_s` (busy-wait) plus `drift()` seconds; request number `stall_at` blocks the whole server for
     `stall_s`, like a pause. Every `error_every`-th request gets a 503 at once; every `silent_every`-th is never
-    answered (its connection stays open, the others are served)."""
+    answered (its connection stays open, the others are served). `slow_first` (n, s): the first n requests take s
+    seconds more (busy), like a server warming up."""
     answers = {p.body: p.expected for p in payloads(1)}
     port, ready, count = free_port(), threading.Event(), [0]
     loop = asyncio.new_event_loop()
@@ -60,7 +62,7 @@ def stub_model_server(
                     continue
                 if count[0] == stall_at:
                     time.sleep(stall_s)  # blocks the loop: every connection waits
-                wait_s = delay_s + (drift() if drift else 0.0)
+                wait_s = delay_s + (drift() if drift else 0.0) + (slow_first[1] if count[0] <= slow_first[0] else 0.0)
                 while time.perf_counter() - started < wait_s:
                     pass
                 (label,) = answers[body]
@@ -228,11 +230,15 @@ def test_the_points_a_verdict_reads_get_enough_trials_for_an_interval(tmp_path) 
 
 def test_process_tree_cpu_includes_children() -> None:
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
-    parent_code = f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {burn!r}]); time.sleep(60)"
-    parent = subprocess.Popen([sys.executable, "-c", parent_code])
+    parent_code = (
+        f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {burn!r}]); print('reaped', flush=True);"
+        " time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True)
     try:
         with TreeMeter({"tree": parent.pid}, interval_s=0.05) as meter:
-            time.sleep(1.5)  # the child burns 0.5 s of CPU and exits; the parent (the tree's root) lives on
+            assert parent.stdout is not None  # the child burns 0.5 s of CPU and exits; the parent lives on
+            assert parent.stdout.readline().strip() == "reaped"
     finally:
         parent.kill()
         parent.wait()
