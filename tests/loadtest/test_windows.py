@@ -68,3 +68,17 @@ def test_agreement_rule() -> None:
     assert agreeing(w, 0.10) and spread([100.0, 105.0, 98.0]) == pytest.approx(0.07)
     assert not agreeing([*w[:2], {"ok": 10, "rps": 120.0, "p50": 1.0}], 0.10)
     assert not agreeing([*w[:2], {"ok": 0, "rps": 0.0, "p50": 0.0}], 0.10)
+
+
+def test_torchserve_server_time_is_over_its_good_answers() -> None:
+    """TorchServe adds to its latency counter only for 2xx answers, but counts every request: 100 requests, 50 of
+    them errors, 50 x 2 ms of latency is 2 ms a good answer (the old mean said 1 ms)."""
+    from loadtest.measure.server_metrics import server_time, torchserve_counters
+
+    before = torchserve_counters({"ts_inference_requests_total{m=1}": 0.0, "ts_inference_latency_microseconds": 0.0,
+                                  "ts_queue_latency_microseconds": 0.0, 'Requests5XX{Level="Host"}': 0.0})  # fmt: skip
+    after = torchserve_counters({"ts_inference_requests_total{m=1}": 100.0, "ts_inference_latency_microseconds": 1e5,
+                                 "ts_queue_latency_microseconds": 0.0, 'Requests5XX{Level="Host"}': 50.0})  # fmt: skip
+    assert server_time(before, after) == {"requests": 100, "mean_ms": 2.0, "errors": 50, "queue_mean_ms": 0.0}
+    no_error_counters = {k: v for k, v in after.items() if k != "errors"}
+    assert server_time({}, no_error_counters)["errors"] is None  # said unknown, not taken as 0
