@@ -14,11 +14,32 @@ from stack.launcher import free_port
 ANSWER = b'{"predictions": [[1.0]]}'
 
 
-async def _server(idle_close_s: float | None, close_after_answer: bool, delay_s: float = 0.0) -> asyncio.Server:
+class Connections:
+    """How many connections the server holds open, and an event for the moment none is left."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.none_open = asyncio.Event()
+
+    def opened(self) -> None:
+        self.open += 1
+        self.none_open.clear()
+
+    def closed(self) -> None:
+        self.open -= 1
+        if self.open == 0:
+            self.none_open.set()
+
+
+async def _server(
+    idle_close_s: float | None, close_after_answer: bool, delay_s: float = 0.0, conns: Connections | None = None
+) -> asyncio.Server:
     """Answers every request; closes a connection idle for `idle_close_s` (as uvicorn does after 5 s), or right
     after each answer without saying so (no `Connection: close`)."""
+    conns = conns or Connections()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.opened()
         try:
             while True:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle_close_s)
@@ -34,6 +55,7 @@ async def _server(idle_close_s: float | None, close_after_answer: bool, delay_s:
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         writer.close()
+        conns.closed()
 
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
@@ -48,14 +70,17 @@ def test_a_pool_gone_stale_is_not_an_outage(idle_close_s: float | None, close_af
     (the benchmark once counted 25 per run through the gateway to the TF side)."""
 
     async def scenario() -> list[int]:
-        server = await _server(idle_close_s, close_after_answer, delay_s=0.02)
+        conns = Connections()
+        server = await _server(idle_close_s, close_after_answer, delay_s=0.02, conns=conns)
         client = _client(server.sockets[0].getsockname()[1])
         statuses = []
         try:
             for _ in range(3):
                 answers = await asyncio.gather(*(client.post("/p", b"{}") for _ in range(8)))
                 statuses += [status for status, body in answers if body == ANSWER]
-                await asyncio.sleep(0.4)
+                # Every pooled connection is closed by the server before the next burst: an event, not a sleep
+                # (with a sleep, a busy machine could send the next burst before the idle close, testing nothing).
+                await asyncio.wait_for(conns.none_open.wait(), 30)
         finally:
             await client.aclose()
             server.close()

@@ -42,7 +42,11 @@ def test_the_tf_version_is_refreshed_and_never_fails_a_good_prediction() -> None
                 assert time.monotonic() < deadline, "the newer version was never reported"
                 time.sleep(0.05)
             status.respond(503)  # the status API fails: predictions still succeed, with the last known version
-            time.sleep(0.2)
+            failed_from = status.call_count
+            deadline = time.monotonic() + 5
+            while status.call_count < failed_from + 2:  # two refreshes have met the 503: a count, not a sleep
+                assert time.monotonic() < deadline, "the version was not refreshed"
+                time.sleep(0.05)
             r = c.post("/predict/tf", json={"instances": [ROW]})
             assert r.status_code == 200 and r.json()["model_version"] == "2"
 

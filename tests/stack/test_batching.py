@@ -98,7 +98,8 @@ def test_a_full_queue_refuses_with_unavailable() -> None:
         # Not started: nothing leaves the queue. 2 batches of 4 rows fit; the 9th row does not.
         batcher = Batcher(BatchingParameters(max_batch_size=4, max_enqueued_batches=2), lambda *_: {})
         waiting = [asyncio.create_task(batcher.submit("v", "", {"x": np.zeros((1, 2))})) for _ in range(8)]
-        await asyncio.sleep(0.01)
+        while batcher._queue.qsize() < 8:  # all eight enqueued: an event, not a sleep
+            await asyncio.sleep(0)
         try:
             await batcher.submit("v", "", {"x": np.zeros((1, 2))})
         except ServingError as exc:
@@ -124,7 +125,9 @@ def test_the_timeout_runs_from_arrival_and_waiting_tasks_still_join() -> None:
     async def scenario() -> None:
         batcher = Batcher(BatchingParameters(max_batch_size=16, batch_timeout_micros=1000), run)
         tasks = [asyncio.create_task(batcher.submit("v", "", {"x": np.zeros((1, 2))})) for _ in range(10)]
-        await asyncio.sleep(0.05)  # all ten are 50x past their timeout when the batcher gets to them
+        while batcher._queue.qsize() < 10:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # a length, not a wait: all ten are >= 50x past their timeout, later is as good
         batcher.start()
         await asyncio.gather(*tasks)
         await batcher.stop()
