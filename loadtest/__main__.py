@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--window", type=float, default=None,
         help="seconds a measurement window inside each trial's continuous load, after a discarded warm-up; a trial "
-        "ends when its last 3 windows agree within --stable-within (default 0.6; --quick 0.4; 0: fixed --duration)",
+        "ends when its last 3 windows agree within --stable-within (default 0.5; --quick 0.4; 0: fixed --duration)",
     )  # fmt: skip
     b.add_argument("--max-windows", type=int, default=None, help="windows a trial may take to agree (default 5)")
     b.add_argument("--targets", default="tf-direct,torch-direct,gateway-tf,gateway-torch,gateway-compare")
@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         max_trials=args.max_trials or (3 if quick else 4),
         verdict_trials=args.verdict_trials,
         stable_within=args.stable_within,
-        window_s=args.window if args.window is not None else (0.4 if quick else 0.6),
+        window_s=args.window if args.window is not None else (0.4 if quick else 0.5),
         warmup_s=0.3 if quick else 0.5,
         max_windows=args.max_windows or 5,
         targets=args.targets.split(","),

@@ -85,10 +85,10 @@ class BenchOptions:
     models: list[str] = field(default_factory=list)  # registered names; empty: the default model
     # The lean driver's windows (loadtest/drive/windows.py): a discarded warm-up, then windows until the last 3
     # agree within `stable_within` or `max_windows`; 0 s: one fixed `duration_s` run instead.
-    window_s: float = 0.6
+    window_s: float = 0.5
     warmup_s: float = 0.5
     max_windows: int = 5
-    min_answers: int = 100
+    min_answers: int = 50
     plan_rate_rps: float = 10_000.0  # the capacity plan's target rate (loadtest/report/capacity.py)
 
 
