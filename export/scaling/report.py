@@ -46,7 +46,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_report(
-    results: list[dict[str, Any]], out: Path, devices: dict[str, str], tensorboard_dir: Path
+    results: list[dict[str, Any]], out: Path, devices: dict[str, str], tensorboard_dir: Path | None
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(results)
@@ -87,7 +87,7 @@ def plot(rows: list[dict[str, Any]], path: Path, model: str) -> None:
     plt.close(fig)
 
 
-def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_dir: Path) -> str:
+def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_dir: Path | None) -> str:
     model = rows[0]["model"] if rows else "?"
     params = rows[0]["parameters"] if rows else 0
     lines = [
@@ -113,12 +113,13 @@ def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_di
         )
     lines += ["", *split.markdown(rows), "![samples/s against workers](scaling.png)", "", "## Summary", ""]
     lines += summary_lines(rows)
-    lines += [
-        "",
-        "TensorBoard (both frameworks, the same `loss` and `accuracy` scalars): "
-        f"`tensorboard --logdir {tensorboard_dir}`",
-        "",
-    ]
+    if tensorboard_dir is not None:
+        lines += [
+            "",
+            "TensorBoard (both frameworks, the same `loss` and `accuracy` scalars): "
+            f"`tensorboard --logdir {tensorboard_dir}`",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
