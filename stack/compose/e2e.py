@@ -8,6 +8,8 @@ Steps (each timed; the last line says what passed or where it failed):
   predict  both backends through the gateway (labels checked against the reference file), /readyz, /compare
   logs     a bad request straight to TorchServe is a 400, and `docker compose logs torchserve` shows TorchServe's
            start and that request's refusal (what an operator reads)
+  bench    the comparison benchmark on this compose project (`loadtest bench --deployment compose --attach
+           --quick`): its report must have the verdict, the capacity plan and each container's CPU per request
   locust   the loadtest profile headless: master + 2 workers, ~20 s, every answer checked, 0 failures
   outage   TorchServe stopped: /predict/torch answers 503 fast and /predict/tf stays right; started: recovery
   k8s pods the k8s local overlay's tf-serving, torchserve and gateway pods run under Docker with their pods'
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         ("up", lambda: up(compose)),
         ("predict", lambda: predict(run)),
         ("logs", lambda: torchserve_logs(compose, ports["TS_INFERENCE_PORT"], cfg.model_name)),
+        ("bench", lambda: bench(compose)),
         ("locust", lambda: locust(compose)),
         ("outage", lambda: outage(compose, run)),
         ("k8s pods", lambda: k8s_pods(compose)),
@@ -323,6 +326,31 @@ def torchserve_logs(compose: Compose, ts_port: str, model: str) -> str:
                 f"not in `docker compose logs torchserve`: {', '.join(missing)} (see {WORK / 'torchserve.log'})"
             )
         time.sleep(1)
+
+
+def bench(compose: Compose) -> str:
+    """The comparison benchmark on this project (attached: the e2e owns up and down), --quick; its report must have
+    the verdict, the capacity plan and the deployment's cost read from each container."""
+    out = WORK / "bench"
+    cmd = [sys.executable, "-m", "loadtest", "bench", "--deployment", "compose", "--attach", "--project", PROJECT,
+           "--quick", "--replace", "--out", str(out)]  # fmt: skip
+    for f in compose.files:
+        cmd += ["--compose-file", str(f)]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=compose.env, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        raise Failed("the compose benchmark took over 900 s") from exc
+    (WORK / "bench.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise Failed(f"bench exited {done.returncode}: {(done.stdout + done.stderr)[-1500:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    report = (out / "report.md").read_text()
+    missing = [s for s in ("## Verdict", "## Capacity plan", "## Deployment under test: compose") if s not in report]
+    cost = summary["deployment"]["cost"]
+    unmetered = [name for name, how in cost.items() if str(how).startswith("not measured")]
+    if missing or unmetered:
+        raise Failed(f"compose report incomplete: missing {missing}; not metered: {unmetered}; see {out}")
+    return f"report {out / 'report.md'}: verdict, capacity plan, cost from {', '.join(sorted(cost))}"
 
 
 def locust(compose: Compose) -> str:
