@@ -108,16 +108,23 @@ class Cgroup:
             return
         kill = self.path / "cgroup.kill"
         deadline = time.monotonic() + timeout_s
-        while self.pids() and time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if kill.exists():
-                    kill.write_text("1")
-                else:  # kernels before 5.14
-                    for pid in self.pids():
-                        os.kill(pid, 9)
+        while time.monotonic() < deadline:
+            if self.pids():
+                with contextlib.suppress(OSError):
+                    if kill.exists():
+                        kill.write_text("1")
+                    else:  # kernels before 5.14
+                        for pid in self.pids():
+                            os.kill(pid, 9)
+            else:
+                try:
+                    self.path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # EBUSY: a task that has just exited is still leaving the group
+                    pass
             time.sleep(0.02)
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
         if not keep_parent:
             with contextlib.suppress(OSError):  # the parent too, once no run uses it (else: EBUSY, kept)
                 self.path.parent.rmdir()
