@@ -40,11 +40,12 @@ def throughput_latency(points: list[dict[str, Any]]) -> list[str]:
 
 def cost(points: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "CPU time of each process tree over the run divided by the requests served (median [min–max] over trials);",
-        "`per CPU-s` is requests per CPU-second of the serving side. The generator's own cost is shown too.",
+        "CPU time of each process tree (its cgroup where one could be made) over the measured windows divided by the",
+        "good answers in them (median [min–max] over trials); `per CPU-s` is requests per CPU-second of the serving",
+        "side. The generator's own cost is shown too. Peak memory: the cgroup's, or the PSS of its processes.",
         "",
         "| target | batching | rows | users | server CPU µs/req | per CPU-s | gateway CPU µs/req "
-        "| generator CPU µs/req | peak RSS MB |",
+        "| generator CPU µs/req | peak memory MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in sorted(points, key=lambda p: (p["rows"], p["batching"], p["target"], p["users"])):
