@@ -169,10 +169,10 @@ def test_mixed_models_and_carry_over_each_request_gets_its_own_models_answer_for
     one (carry-over), a request for another model (or another row shape) never joins a batch, and every request
     gets its own model's answer for its own rows."""
     a, b = _Model(2.0), _Model(-1.0)
-    calls: list[tuple[float, int]] = []
+    calls: list[tuple[float, str, int]] = []
 
-    def run(model: _Model, _sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        calls.append((model.factor, len(inputs["x"])))
+    def run(model: _Model, sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append((model.factor, sig, len(inputs["x"])))
         return {"y": inputs["x"] * model.factor}
 
     requests = [
@@ -189,7 +189,7 @@ def test_mixed_models_and_carry_over_each_request_gets_its_own_models_answer_for
     results = asyncio.run(_queued_then_started(Batcher(params, run), requests))
     for (model, _sig, x), out in zip(requests, results, strict=True):
         assert np.array_equal(out["y"], x * model.factor)
-    assert calls == [(2.0, 3), (2.0, 4), (-1.0, 1), (2.0, 2), (2.0, 1), (2.0, 1)]
+    assert calls == [(2.0, "", 3), (2.0, "", 4), (-1.0, "", 1), (2.0, "", 2), (2.0, "", 1), (2.0, "other", 1)]
 
 
 def test_a_carried_request_is_not_lost_when_it_is_the_last_one() -> None:
@@ -207,8 +207,24 @@ def test_a_carried_request_is_not_lost_when_it_is_the_last_one() -> None:
     assert calls == [3, 3]
 
 
-def test_the_batch_timeout_waits_for_a_late_request_of_the_same_model() -> None:
-    """With time left before the timeout, a request arriving after the batch began joins it."""
+def _tell_when_taken(batcher: Batcher) -> asyncio.Event:
+    """An event set each time the batcher takes a request from its queue."""
+    taken = asyncio.Event()
+    take = batcher._take
+
+    def take_and_tell(task):  # type: ignore[no-untyped-def]
+        taken.set()
+        return take(task)
+
+    batcher._take = take_and_tell  # type: ignore[method-assign]
+    return taken
+
+
+# 1 s: the shortest that leaves a stall of this process no room to matter; 60 s: far longer than any.
+@pytest.mark.parametrize("timeout_micros", [1_000_000, 60_000_000])
+def test_the_batch_timeout_waits_for_a_late_request_of_the_same_model(timeout_micros: int) -> None:
+    """With time left before the timeout, a request arriving after the batch began joins it; the batch goes out
+    when it is full, not when the time is up."""
     calls: list[int] = []
 
     def run(_m: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -216,19 +232,11 @@ def test_the_batch_timeout_waits_for_a_late_request_of_the_same_model() -> None:
         return {"y": inputs["x"]}
 
     async def scenario() -> list[dict[str, np.ndarray]]:
-        # 60 s: far longer than any scheduling delay; the batch goes out when it is full, not when the time is up.
-        batcher = Batcher(BatchingParameters(max_batch_size=3, batch_timeout_micros=60_000_000), run)
+        batcher = Batcher(BatchingParameters(max_batch_size=3, batch_timeout_micros=timeout_micros), run)
         batcher.start()
+        taken = _tell_when_taken(batcher)
         model = _Model(1.0)
         try:
-            taken = asyncio.Event()
-            take = batcher._take
-
-            def take_and_tell(task):  # type: ignore[no-untyped-def]
-                taken.set()
-                return take(task)
-
-            batcher._take = take_and_tell  # type: ignore[method-assign]
             first = asyncio.create_task(batcher.submit(model, "", {"x": _rows(0, 1)}))
             await taken.wait()  # the batcher holds the first request and waits for more
             assert calls == []
@@ -240,6 +248,162 @@ def test_the_batch_timeout_waits_for_a_late_request_of_the_same_model() -> None:
     results = asyncio.run(scenario())
     assert [r["y"][0, 0] for r in results] == [0.0, 100.0, 200.0]
     assert calls == [3]
+
+
+def test_a_request_already_past_its_timeout_goes_out_without_waiting() -> None:
+    """The timeout runs from arrival: a request that waited longer than it goes out with what is queued, and a request
+    arriving after that is not waited for (counting the wait the wrong way round made the batch wait longer)."""
+    calls: list[int] = []
+
+    def run(_m: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"]}
+
+    async def scenario() -> None:
+        batcher = Batcher(BatchingParameters(max_batch_size=4, batch_timeout_micros=100_000), run)
+        model = _Model(1.0)
+        first = asyncio.create_task(batcher.submit(model, "", {"x": _rows(0, 1)}))
+        while batcher._queue.qsize() < 1:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.2)  # a length, not a wait: the request is past its 0.1 s timeout, later is as good
+        taken = _tell_when_taken(batcher)
+        batcher.start()
+        try:
+            await taken.wait()  # the batcher formed the batch without yielding: [first] is on its way
+            second = asyncio.create_task(batcher.submit(model, "", {"x": _rows(1, 1)}))
+            await asyncio.wait_for(asyncio.gather(first, second), 10)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls == [1, 1]
+
+
+def test_odd_shapes_and_empty_requests_run_alone_with_their_model_and_signature() -> None:
+    """A scalar input, inputs of different row counts, or no rows: run at once on their own (as TF would), never
+    queued into a batch, and with their own model and signature."""
+    seen: list[tuple[object, str, dict[str, tuple[int, ...]]]] = []
+
+    def run(model: object, sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append((model, sig, {k: v.shape for k, v in inputs.items()}))
+        return {k: v + 1 for k, v in inputs.items()}
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        batcher = Batcher(BatchingParameters(max_batch_size=2, batch_timeout_micros=60_000_000), run)
+        batcher.start()
+        taken = _tell_when_taken(batcher)
+        model = _Model(1.0)
+        try:
+            held = asyncio.create_task(batcher.submit(model, "s", {"x": _rows(0, 1)}))
+            await taken.wait()  # a batch with room for one more row is open for 60 s
+            alone = await asyncio.wait_for(
+                asyncio.gather(
+                    batcher.submit(model, "s", {"x": np.float64(7.0)}),
+                    batcher.submit(model, "s", {"x": _rows(1, 2), "y": _rows(2, 3)}),
+                    batcher.submit(model, "s", {"x": np.zeros((0, 3))}),
+                ),
+                10,  # bound for a hang: queued, these would wait 60 s in the open batch
+            )
+            fill = batcher.submit(model, "s", {"x": _rows(3, 1)})
+            await asyncio.wait_for(asyncio.gather(held, fill), 10)
+            return list(alone)
+        finally:
+            await batcher.stop()
+
+    scalar, uneven, empty = asyncio.run(scenario())
+    assert scalar["x"] == 8.0
+    assert np.array_equal(uneven["x"], _rows(1, 2) + 1) and np.array_equal(uneven["y"], _rows(2, 3) + 1)
+    assert empty["x"].shape == (0, 3)
+    model = seen[0][0]
+    assert isinstance(model, _Model)
+    assert seen == [
+        (model, "s", {"x": ()}),
+        (model, "s", {"x": (2, 3), "y": (3, 3)}),
+        (model, "s", {"x": (0, 3)}),
+        (model, "s", {"x": (2, 3)}),
+    ]
+
+
+def test_a_request_of_exactly_the_batch_size_is_served_and_the_queue_empties() -> None:
+    """max_batch_size rows are a batch, not a refusal; once answered, the rows no longer count against
+    max_enqueued_batches (with 1 batch allowed, a second full request is accepted), and no finished batch is kept."""
+
+    def run(_m: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"]}
+
+    async def scenario() -> Batcher:
+        batcher = Batcher(BatchingParameters(max_batch_size=4, batch_timeout_micros=0, max_enqueued_batches=1), run)
+        batcher.start()
+        model = _Model(1.0)
+        try:
+            for i, n in enumerate([1, 4, 4, 2, 4]):
+                out = await asyncio.wait_for(batcher.submit(model, "", {"x": _rows(i, n)}), 10)
+                assert np.array_equal(out["y"], _rows(i, n))
+            for _ in range(3):  # the last batch's done callbacks
+                await asyncio.sleep(0)
+            return batcher
+        finally:
+            await batcher.stop()
+
+    batcher = asyncio.run(scenario())
+    assert batcher._queued_rows == 0
+    assert batcher._running == set()  # finished batches are let go
+
+
+def test_stop_cancels_the_batchers_loop() -> None:
+    async def scenario() -> bool:
+        batcher = Batcher(BatchingParameters(), lambda *_: {})
+        batcher.start()
+        await batcher.stop()
+        await asyncio.sleep(0)
+        assert batcher._worker is not None
+        return batcher._worker.cancelled()
+
+    assert asyncio.run(scenario())
+
+
+def test_grpc_threads_submit_to_the_same_batcher() -> None:
+    """submit_from_thread: a gRPC handler thread's request goes into the running batcher's queue (merged with a REST
+    request); before start it is UNAVAILABLE; past its deadline it is DEADLINE_EXCEEDED."""
+    calls: list[tuple[str, int]] = []
+
+    def run(_m: object, sig: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append((sig, len(inputs["x"])))
+        return {"y": inputs["x"] * 2}
+
+    idle = Batcher(BatchingParameters(), run)
+    with pytest.raises(ServingError, match="the batcher is not running") as err:
+        idle.submit_from_thread(_Model(1.0), "", {"x": _rows(0, 1)})
+    assert err.value.code == "UNAVAILABLE"
+
+    async def scenario() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], BaseException | None]:
+        batcher = Batcher(BatchingParameters(max_batch_size=3, batch_timeout_micros=60_000_000), run)
+        batcher.start()
+        taken = _tell_when_taken(batcher)
+        model = _Model(1.0)
+        try:
+            rest = asyncio.create_task(batcher.submit(model, "s", {"x": _rows(0, 1)}))
+            await taken.wait()
+            from_thread = asyncio.to_thread(batcher.submit_from_thread, model, "s", {"x": _rows(1, 2)}, 30.0)
+            got = await asyncio.wait_for(asyncio.gather(rest, from_thread), 10)
+            # A thread whose deadline passes while its request waits in an open batch (another model's, 60 s).
+            taken.clear()
+            blocker = asyncio.create_task(batcher.submit(_Model(3.0), "s", {"x": _rows(2, 1)}))
+            await taken.wait()
+            late: BaseException | None = None
+            try:
+                await asyncio.to_thread(batcher.submit_from_thread, model, "s", {"x": _rows(3, 1)}, 0.05)
+            except ServingError as exc:
+                late = exc
+            blocker.cancel()
+            return got[0], got[1], late
+        finally:
+            await batcher.stop()
+
+    rest, threaded, late = asyncio.run(scenario())
+    assert np.array_equal(rest["y"], _rows(0, 1) * 2) and np.array_equal(threaded["y"], _rows(1, 2) * 2)
+    assert calls[0] == ("s", 3)  # one batch: the REST row and the thread's two
+    assert isinstance(late, ServingError) and late.code == "DEADLINE_EXCEEDED" and late.message == "Deadline Exceeded"
 
 
 @pytest.mark.xfail(
