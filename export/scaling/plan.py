@@ -97,6 +97,12 @@ class Probe:
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {k: [] for k in self.KINDS}
 
+    def round(self, index: int, runs: dict[str, Any], barrier: Any) -> None:
+        """One round: each kind once, the order rotated round by round so that none always follows another."""
+        first = index % len(self.KINDS)
+        for kind in self.KINDS[first:] + self.KINDS[:first]:
+            self.time(kind, runs[kind], barrier)
+
     def time(self, kind: str, run: Any, barrier: Any) -> None:
         barrier()
         start = time.perf_counter()

@@ -51,7 +51,8 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Where a step's time goes",
         "",
-        f"Timed after training, {r0['probe_rounds']} rounds interleaved, medians: a step as trained; the same step "
+        f"Timed after training, {r0['probe_rounds']} rounds interleaved (the order rotated each round), medians: "
+        "a step as trained; the same step "
         "without the gradient all-reduce (PyTorch: DDP's `no_sync`; TensorFlow: the same step function without "
         "`all_reduce`); the all-reduce alone on the gradient's bytes "
         f"({r0['gradient_mb']:.2f} MB of float32). Each starts after a barrier and ends when the slowest worker is "

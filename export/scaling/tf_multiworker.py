@@ -136,9 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         idx = tf.constant(batches[r % len(batches)])
         x, y = tf.gather(x_tf, idx), tf.gather(y_tf, idx)
         barrier = lambda: wait(barrier_op())  # noqa: E731
-        probe.time("step", lambda: wait(train_step(x, y)), barrier)  # noqa: B023 - called at once
-        probe.time("compute", lambda: wait(compute_step(x, y)), barrier)  # noqa: B023
-        probe.time("allreduce", lambda: wait(allreduce_alone()), barrier)
+        runs = {
+            "step": lambda: wait(train_step(x, y)),  # noqa: B023 - called within the round
+            "compute": lambda: wait(compute_step(x, y)),  # noqa: B023
+            "allreduce": lambda: wait(allreduce_alone()),
+        }
+        probe.round(r, runs, barrier)
     result.probe = probe.times
     if reporter:
         write_result(result, out)

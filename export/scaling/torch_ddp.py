@@ -98,9 +98,12 @@ def probe_split(
     probe = Probe()
     for r in range(plan.probe_rounds):
         idx = torch.tensor(batches[r % len(batches)], device=device)
-        probe.time("step", lambda: step(idx, True), barrier)  # noqa: B023 - called at once
-        probe.time("compute", lambda: step(idx, False), barrier)  # noqa: B023
-        probe.time("allreduce", lambda: dist.all_reduce(grads), barrier)
+        runs = {
+            "step": lambda: step(idx, True),  # noqa: B023 - called within the round
+            "compute": lambda: step(idx, False),  # noqa: B023
+            "allreduce": lambda: dist.all_reduce(grads),
+        }
+        probe.round(r, runs, barrier)
     return probe.times
 
 
