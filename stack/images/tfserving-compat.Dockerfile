@@ -6,8 +6,7 @@
 # checkov:skip=CKV_DOCKER_7: FROM takes the BASE_IMAGE build arg, whose default is a pinned tag
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE} AS build
-COPY stack/images/tfserving-compat.requirements.txt stack/images/tfserving-compat.constraints.txt \
-     .wheelhous[e]/tfserving-compa[t] /wheels/
+COPY stack/images/tfserving-compat.constraints.txt stack/images/tfserving-compat.requirements.txt .wheelhous[e]/tfserving-compa[t] /wheels/
 RUN python -m venv /opt/venv \
  && if ls /wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=/wheels; fi \
  && /opt/venv/bin/pip install --no-cache-dir "$@" -r /wheels/tfserving-compat.requirements.txt \
