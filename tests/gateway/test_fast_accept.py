@@ -110,3 +110,40 @@ def test_valid_rows_still_answers_with_the_schemas_messages() -> None:
         valid_rows(body, Settings())
     assert err.value.status_code == 422 and "at least" in str(err.value.extra or err.value.message)
     assert valid_rows(json.dumps({"instances": [[0.5] * N] * 3}).encode(), Settings()) == 3
+
+
+features = st.one_of(
+    st.floats(-FEATURE_ABS_MAX, FEATURE_ABS_MAX, allow_nan=False, allow_infinity=False),
+    st.integers(-int(FEATURE_ABS_MAX), int(FEATURE_ABS_MAX)),
+    st.sampled_from([FEATURE_ABS_MAX, -FEATURE_ABS_MAX, 0.0, -0.0]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(features, min_size=N, max_size=N), min_size=1, max_size=4))
+def test_fast_accept_takes_every_plain_valid_body(rows: list[list[float]]) -> None:
+    """The other side: a fast path that accepts nothing would pass the test above. Every plain valid body (only
+    "instances", rows of the width, numbers within the bound) is taken by the fast path, with its rows."""
+    body = json.dumps({"instances": rows}).encode()
+    assert fast_rows(body) == len(rows) == pydantic_rows(body)
+
+
+@pytest.mark.parametrize("width", [3, N, N + 5])
+def test_each_models_fast_accept_takes_its_width_exactly(width: int) -> None:
+    from gateway.schemas import request_rules
+
+    rules = request_rules(width)
+    assert rules.width == width
+    for n, taken in [(width - 1, False), (width, True), (width + 1, False)]:
+        body = json.dumps({"instances": [[0.5] * n, [1] * n]}).encode()
+        try:
+            got: int | None = len(rules.fast.decode(body).instances)
+        except msgspec.DecodeError:
+            got = None
+        assert got == (2 if taken else None), (width, n)
+        schema_ok = True
+        try:
+            rules.schema.model_validate_json(body)
+        except ValidationError:
+            schema_ok = False
+        assert schema_ok is taken, (width, n)
