@@ -1,5 +1,6 @@
-"""Meters of a deployment's parts: a process tree (native), a container's cgroup or the engine's stats API
-(compose). Each reads cumulative CPU seconds and memory now; a window's cost is the difference of two readings."""
+"""Meters of a deployment's parts: a cgroup v2 group or, where none could be made, a process tree (native; what
+each sees: loadtest/measure/processes.py), a container's cgroup or the engine's stats API (compose). Each reads
+cumulative CPU seconds and memory now; a window's cost is the difference of two readings."""
 
 from __future__ import annotations
 
@@ -11,42 +12,85 @@ from typing import Any
 import httpx
 import psutil
 
+from stack.cgroups import Cgroup, pss_bytes
+from stack.deployments.base import Meter
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
-class ProcessTree:
-    """psutil over the tree under `pid`: every live process's user + system time and its reaped children's."""
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
 
-    how = "psutil over the process tree"
+
+def cpu_seconds(pid: int) -> float:
+    """The tree's CPU: every live process's own time and its reaped children's (see the module's docstring)."""
+    total = 0.0
+    for proc in tree(pid):
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Summed RSS (a shared page counts in every process that maps it): kept for a quick look, not for figures."""
+    total = 0
+    for proc in tree(pid):
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+class ProcessTree:
+    how = "psutil over the process tree (CPU incl. reaped children; PSS)"
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
 
-    def _tree(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-        return total
+        return cpu_seconds(self.pid)
 
     def memory_bytes(self) -> int:
-        total = 0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+        return pss_bytes([p.pid for p in tree(self.pid)])
 
     def spec(self) -> str:
         return f"pid:{self.pid}"
+
+
+class GroupMeter:
+    def __init__(self, path: str | Path) -> None:
+        self.group = Cgroup(Path(path))
+        self.how = "cgroup v2 cpu.stat; " + (
+            "memory.current" if (self.group.path / "memory.current").exists() else "PSS of the group's processes"
+        )
+
+    def cpu_seconds(self) -> float:
+        return self.group.cpu_seconds()
+
+    def memory_bytes(self) -> int:
+        return self.group.memory_bytes()[0]
+
+    def spec(self) -> str:
+        return f"cgroup:{self.group.path}"
+
+
+def meter_for(pid: int, cgroup: str = "") -> Meter:
+    """The kernel's meter where the part has a group, else psutil's over its tree."""
+    return GroupMeter(cgroup) if cgroup else ProcessTree(pid)
+
+
+def open_meter(spec: str) -> Meter:
+    kind, _, value = spec.partition(":")
+    if kind == "cgroup":
+        return GroupMeter(value)
+    if kind == "pid":
+        return ProcessTree(int(value))
+    raise ValueError(f"not a meter: {spec!r} (cgroup:<path> or pid:<pid>)")
 
 
 def cgroup_dirs(pid: int, root: Path = CGROUP_ROOT) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""The native kind: the stack this checkout starts (stack/launcher.py's NativeStack), metered by process tree."""
+"""The native kind: the stack this checkout starts (stack/launcher.py's NativeStack), metered by each server's
+cgroup (or process tree where none could be made)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from stack.config import StackConfig
 from stack.deployments.base import Log, Meter
-from stack.deployments.meters import ProcessTree
+from stack.deployments.meters import meter_for
 from stack.launcher import NativeStack
 
 NAMES = {"tf": ("tf-serving", "tfserving-compat"), "torch": ("torchserve",), "gateway": ("gateway",)}
@@ -35,11 +36,11 @@ class NativeDeployment:
     def effective(self) -> dict[str, dict[str, Any]]:
         return self.stack.effective()
 
-    def pid(self, part: str) -> int:
-        return next((p.pid for p, alive in self.stack.status() if p.name in NAMES[part] and alive), 0)
-
     def meters(self) -> dict[str, Meter]:
-        return {part: ProcessTree(pid) for part in NAMES if (pid := self.pid(part))}
+        """Each server's cgroup where the launcher made one (stack/cgroups.py), else its process tree."""
+        running = [p for p, alive in self.stack.status() if alive]
+        found = {part: p for p in running for part in NAMES if p.name in NAMES[part]}
+        return {part: meter_for(p.pid, p.cgroup) for part, p in found.items()}
 
     def describe(self) -> dict[str, Any]:
         meters = self.meters()
