@@ -148,7 +148,8 @@ def slo_line(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _startup_lines(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    memory, start = "memory at idle (process tree RSS)", "start-up (process start to first correct prediction)"
+    memory = "memory at idle (cgroup memory or PSS of the tree)"
+    start = "start-up (process start to first correct prediction)"
     s = summary.get("startup") or {}
     if not all(side in s for side in SIDES):
         return [_missing(memory, "start-up not measured (--no-startup)"), _missing(start, "not measured")]
