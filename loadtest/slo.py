@@ -31,6 +31,7 @@ class SearchPlan:
     refine_steps: int = 4
     resolution: float = 0.10
     arrivals: int = 600
+    down_steps: int = 3  # when the first rate breaks: divide by `growth` up to this many times to find one that holds
 
 
 def generator_behind(r: dict[str, Any], slo_ms: float) -> bool:
@@ -103,6 +104,12 @@ def search(run: Run, target: str, plan: SearchPlan, log: Callable[[str], None]) 
             break
         held = rate
         rate *= plan.growth
+    for _ in range(plan.down_steps if held is None else 0):  # the first step broke: look below it for a rate held
+        rate /= plan.growth
+        if attempt(rate):
+            held = rate
+            break
+        broken = rate
     for _ in range(plan.refine_steps):
         if held is None or broken is None or broken <= held * (1 + plan.resolution):
             break

@@ -61,9 +61,19 @@ def test_no_step_is_measured_twice() -> None:
 
 
 def test_nothing_holds() -> None:
+    """The first rate broke: halved three times to find one that holds; none did, so the bracket has no lower end."""
     measure, offered, _ = fake_server(capacity=10, slo_ms=50)
     result = _search(measure)
-    assert result["bracket"] == [None, 100.0] and offered == [100]
+    assert result["bracket"] == [None, 12.5] and offered == [100, 50, 25, 12.5]
+
+
+def test_a_server_slower_than_the_first_rate_still_gets_a_bracket() -> None:
+    """Capacity 60 req/s against a first step of 100: 100 broke, 50 held, then bisection between them."""
+    measure, offered, _ = fake_server(capacity=60, slo_ms=50)
+    result = _search(measure)
+    assert offered[:2] == [100, 50]
+    held, broken = result["bracket"]
+    assert held is not None and broken is not None and held <= 60 < broken and broken <= held * 1.1
 
 
 def test_failures_and_a_backlog_are_reasons_too() -> None:
