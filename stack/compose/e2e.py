@@ -186,15 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if cli is None:
         return skipped("compose e2e", reason, args.if_available)
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "compose.log").write_text("")
     cfg = StackConfig.load()
-    ports = {k: str(free_port()) for k in ("GATEWAY_PORT", "TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT")}
-    ports["LOCUST_WEB_PORT"] = str(free_port())
-    env = {**os.environ, **ports}
-    compose = Compose(cli, env)
-    rows, expected = reference()
-    run = Run(f"http://127.0.0.1:{ports['GATEWAY_PORT']}", rows, expected)
+    compose, ports, run = new_run(cli, "LOCUST_WEB_PORT")
     steps: list[tuple[str, Callable[[], str]]] = [
         ("images", lambda: build(compose, cfg)),
         ("up", lambda: up(compose)),
@@ -206,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         ("k8s pods", lambda: k8s_pods(compose)),
     ]
     return run_steps("compose e2e", compose, steps, args.keep)
+
+
+def new_run(cli: list[str], *more_ports: str) -> tuple[Compose, dict[str, str], Run]:
+    """An empty work log, a free loopback port for every published port (and `more_ports`), compose with them in
+    its environment, and the reference rows checked through the gateway."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "compose.log").write_text("")
+    published = ("GATEWAY_PORT", "TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT", *more_ports)
+    ports = {k: str(free_port()) for k in published}
+    rows, expected = reference()
+    run = Run(f"http://127.0.0.1:{ports['GATEWAY_PORT']}", rows, expected)
+    return Compose(cli, {**os.environ, **ports}), ports, run
 
 
 def run_steps(what: str, compose: Compose, steps: list[tuple[str, Callable[[], str]]], keep: bool) -> int:

@@ -11,18 +11,14 @@ line then says which images it ran.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 
 from stack.compose.e2e import (
     FILES,
-    WORK,
-    Compose,
-    Run,
     build,
     engine_or_reason,
+    new_run,
     predict,
-    reference,
     run_steps,
     skipped,
     torchserve_logs,
@@ -30,7 +26,6 @@ from stack.compose.e2e import (
 )
 from stack.compose.images import image_exists, pull
 from stack.config import ROOT, StackConfig
-from stack.launcher import free_port
 
 VENDOR_FILES = (ROOT / "docker-compose.yml",)
 
@@ -52,13 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if cli is None:
         return skipped("vendor smoke", reason, args.if_available)
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "compose.log").write_text("")
     cfg = StackConfig.load()
-    ports = {k: str(free_port()) for k in ("GATEWAY_PORT", "TF_REST_PORT", "TF_GRPC_PORT", "TS_INFERENCE_PORT")}
-    compose = Compose(cli, {**os.environ, **ports})
-    rows, expected = reference()
-    run = Run(f"http://127.0.0.1:{ports['GATEWAY_PORT']}", rows, expected)
+    compose, ports, run = new_run(cli)
     chosen: dict[str, str] = {}
 
     def images() -> str:
