@@ -147,3 +147,25 @@ def test_each_models_fast_accept_takes_its_width_exactly(width: int) -> None:
         except ValidationError:
             schema_ok = False
         assert schema_ok is taken, (width, n)
+
+
+def test_a_fast_accept_built_for_a_width_holds_every_rule() -> None:
+    """fast_request itself, built here (the default model's is built at import): bounds on both sides, one row at
+    least, no field but instances."""
+    from gateway.schemas import fast_request
+
+    decoder = msgspec.json.Decoder(fast_request(2, "FastPredictRequestTest"))
+
+    def taken(doc: object) -> bool:
+        try:
+            decoder.decode(json.dumps(doc).encode())
+        except msgspec.DecodeError:
+            return False
+        return True
+
+    assert taken({"instances": [[FEATURE_ABS_MAX, -FEATURE_ABS_MAX]]})
+    assert taken({"instances": [[0, 1]]})
+    assert not taken({"instances": [[FEATURE_ABS_MAX * 1.5, 0]]})
+    assert not taken({"instances": [[0, -FEATURE_ABS_MAX * 1.5]]})
+    assert not taken({"instances": []})
+    assert not taken({"instances": [[0, 1]], "extra": 1})
