@@ -2,8 +2,9 @@
 
 Why not locust for the figures: at 1 user locust's own per-request cost (~0.5 ms of Python here) was most of what
 the 1-user rows measured (624 req/s where perf_analyzer measured 1,089 on the same TorchServe). This client writes
-prebuilt request bytes, reads the answer by Content-Length, and checks it with orjson: its cost per request is a
-fraction of locust's, and its CPU time is reported with every run so it stays visible.
+prebuilt request bytes, frames the answer with httptools (llhttp; one parser per connection, never hand-written
+framing: that is where shifted answers come from), and checks it with orjson: its cost per request is a fraction of
+locust's, and its CPU time (total and per good answer) is reported with every run so it stays visible.
 
 - closed loop (`--users N`): N users, each with one connection, each sending its next request when the answer came.
 - open loop (`--rate R`): arrivals on a Poisson schedule at R req/s (MLPerf LoadGen's Server scenario), for
@@ -33,12 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httptools
 import orjson
 
 from loadtest.measure import latency
 from loadtest.payloads import Payload, check_predictions, payloads
 
 MAX_OPEN_LOOP_CONNECTIONS = 512
+DRIVER = "lean (asyncio + uvloop, HTTP/1.1 keep-alive framed by httptools, every answer checked with orjson)"
 
 
 class ProtocolError(Exception):
@@ -98,43 +101,105 @@ def check(kind: str, body: bytes, payload: Payload) -> str | None:
     return check_predictions(doc.get("predictions"), payload.expected_for(kind))
 
 
+class _Wire(asyncio.Protocol):
+    """One TCP connection and its own parser (httptools: llhttp, Node's HTTP parser), one request at a time.
+
+    Every byte received goes to the parser, so framing is the parser's: chunked bodies with trailers, 1xx answers
+    before the final one (skipped), answers without a body (204, 304), and it rejects what is ambiguous (two
+    Content-Lengths, Transfer-Encoding with Content-Length, a bad status line). The wire stops being `clean`, and
+    is never reused, after an error, an answer that does not keep the connection alive, or bytes that came when no
+    request was waiting (they could only be mistaken for the next answer)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.clean = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self.end(ProtocolError(f"bad answer: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.end(exc or ConnectionResetError("connection closed before the answer ended"))
+
+    def end(self, exc: BaseException) -> None:
+        self.clean = False
+        if self.transport is not None:
+            self.transport.close()
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(exc)
+
+    # parser callbacks
+    def on_message_begin(self) -> None:
+        if self.answer is None or self.answer.done():
+            self.end(ProtocolError("an answer nobody asked for"))
+        self.body = []
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # informational (100, 103): the final answer follows on the same connection
+            return
+        answer = self.answer
+        if not self.parser.should_keep_alive():
+            self.clean = False
+            if self.transport is not None:
+                self.transport.close()
+        if answer is not None and not answer.done():
+            answer.set_result((status, b"".join(self.body)))
+
+
 class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    """A keep-alive connection to one server. An exchange on a connection that is no longer clean (the last
+    answer said `Connection: close`, or bytes came unasked) first opens a fresh one; after an error the drivers
+    close it and open another themselves."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.wire: _Wire | None = None
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
+        conn = cls(host, port)
+        await conn.connect()
+        return conn
+
+    async def connect(self) -> None:
+        _, self.wire = await asyncio.get_running_loop().create_connection(_Wire, self.host, self.port)
+
+    @property
+    def reusable(self) -> bool:
+        return self.wire is not None and self.wire.clean
 
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length, chunked = None, False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            key = name.strip().lower()
-            if key == b"content-length":
-                length = int(value)
-            elif key == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        if chunked:
-            parts = []
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                data = await self.reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                parts.append(data[:-2])
-            return status, b"".join(parts)
-        if length is None:
-            raise ProtocolError("answer without Content-Length")
-        return status, await self.reader.readexactly(length)
+        if not self.reusable:
+            self.close()
+            await self.connect()
+        wire = self.wire
+        assert wire is not None and wire.transport is not None
+        wire.answer = answer = asyncio.get_running_loop().create_future()
+        wire.transport.write(request)
+        try:
+            return await answer
+        except BaseException:  # cancelled or failed: its answer may still come, so never reuse this wire
+            wire.clean = False
+            raise
 
     def close(self) -> None:
-        self.writer.close()
+        if self.wire is not None:
+            self.wire.clean = False
+            if self.wire.transport is not None:
+                self.wire.transport.close()
+            self.wire = None
 
 
 def build_requests(url: str, path: str, rows: int) -> list[tuple[bytes, Payload]]:
@@ -369,7 +434,7 @@ def run_windows(args: argparse.Namespace) -> dict[str, Any]:
             windowed_closed_loop(args.url, args.path, args.kind, args.users, args.rows, plan, probe, args.seed,
                                  args.grace)
         )  # fmt: skip
-    return {"driver": "lean (asyncio + uvloop, raw HTTP/1.1 keep-alive, every answer checked with orjson)", **result}
+    return {"driver": DRIVER, **result}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -390,7 +455,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - wall0
     cpu = cpu_since(cpu0)
     return {
-        "driver": "lean (asyncio + uvloop, raw HTTP/1.1 keep-alive, every answer checked with orjson)",
+        "driver": DRIVER,
         "mode": "open" if args.rate else "closed",
         "requests": out.requests,  # sent or scheduled
         "ok": out.ok,
@@ -401,6 +466,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "window": window.as_dict(),
         "rps": round(out.ok / window.seconds, 1),  # good answers per second of the load's window
         "generator_cpu_s": round(cpu, 3),
+        "generator_cpu_us_per_request": round(cpu * 1e6 / max(out.ok, 1), 1),  # per good answer
         "late_sends": out.late_sends,
         "early_sends": out.early_sends,
         "send_lateness": latency.summary(out.lateness),  # open loop: ms behind schedule, p50..max
