@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quick", action="store_true", help="a 2-minute look: users 1,16, rows 1, short trials")
     b.add_argument("--out", type=Path, default=None, help="report folder (default reports/<timestamp>)")
     b.add_argument("--replace", action="store_true", help="first stop any stack this checkout left running")
+    b.add_argument(
+        "--quiet", action="store_true",
+        help="for CI: print the stage lines (==) and the verdict only, no line per trial or step with its progress",
+    )  # fmt: skip
     d = b.add_argument_group("the deployment under test (stack/deployments)")
     d.add_argument("--deployment", choices=["native", "compose", "endpoints"], default="native",
                    help="native: stacks this checkout starts (default); compose: the docker compose project; "
@@ -174,8 +179,9 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     )
     out = args.out or ROOT / "reports" / stamp
     print(f"== benchmark -> {out}")
+    log = stage_lines if args.quiet else print
     try:
-        summary = _bench_on(args, opts, out, bench)
+        summary = _bench_on(args, opts, out, partial(bench, log=log))
     except (StageFailed, StackError, ValueError, RuntimeError, ConnectionError) as exc:
         print(f"error: benchmark stage failed: {exc}", file=sys.stderr)
         return 1
@@ -188,6 +194,12 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     if failed:
         print(f"!! {failed} failed requests: see the report", file=sys.stderr)
     return 0
+
+
+def stage_lines(line: str) -> None:
+    """--quiet: a stage's heading (`== ...`) only."""
+    if line.startswith("=="):
+        print(line)
 
 
 def _bench_on(args: argparse.Namespace, opts: Any, out: Path, bench: Any) -> dict[str, Any]:

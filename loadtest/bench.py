@@ -40,6 +40,7 @@ from loadtest.drive.locust_run import run_locust
 from loadtest.measure import latency, server_metrics
 from loadtest.measure.processes import GroupMeter, Meter, TreeMeter, meter_for
 from loadtest.payloads import payloads
+from loadtest.progress import Progress, Stage
 from loadtest.targets import PATHS, TARGETS
 from stack import cgroups
 from stack.cgroups import Cgroup
@@ -317,9 +318,12 @@ def sweep(
     out: Path,
     log: Log,
     measure: Callable[..., dict[str, Any]] = measure_run,
+    progress: Progress | None = None,
+    model: str = "",
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for level, users in enumerate(opts.users):
+        key = ("sweep", model, batching, rows, users)
         by_target: dict[str, list[dict[str, Any]]] = {t: [] for t in opts.targets}
         wanted = {
             t: (max(opts.trials, opts.verdict_trials), max(opts.max_trials, opts.verdict_trials))
@@ -334,14 +338,18 @@ def sweep(
                 r = measure(stack, opts, target, users, rows, batching, trial, out / "csv")
                 by_target[target].append(r)
                 runs.append(r)
-                log(
+                line = (
                     f"   [{batching} rows {rows} users {users} trial {trial + 1}] {target:16s} {r['rps']:8.1f} req/s "
                     f"p50 {r['latency']['p50']} ms p99 {r['latency']['p99']} ms failures {r['failures']}"
                 )
+                progress.step(key, line) if progress else log(line)
             trial += 1
             done = [t for t in pending if trial >= wanted[t][1]]
             settled = [t for t in pending if trial >= wanted[t][0] and is_stable(by_target[t], opts.stable_within)]
             pending = [t for t in pending if t not in done and t not in settled]
+            if progress:  # the level's bound, tightened: only the targets still pending may take more rounds
+                measured = sum(len(rs) for rs in by_target.values())
+                progress.at_most(key, measured + sum(wanted[t][1] - trial for t in pending))
             unsettled = [t for t in pending if trial >= wanted[t][0]]
             if unsettled:
                 log(f"   not yet stable within {opts.stable_within:.0%}: {', '.join(unsettled)}: another round")
@@ -440,11 +448,12 @@ def slo_search(
     batching: str,
     log: Log,
     measure: Callable[[str, float, int], dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+    model: str = "",
 ) -> list[dict[str, Any]]:
     """Per SLO target, the bracket [last rate held, first rate broken] (loadtest/slo.py)."""
     assert opts.slo_ms is not None
-    plan = slo.SearchPlan(opts.slo_ms, opts.slo_start_rps, opts.slo_growth, opts.slo_max_steps, opts.slo_refine_steps,
-                      opts.slo_resolution, opts.slo_arrivals)  # fmt: skip
+    plan = slo_plan(opts)
     costs: list[dict[str, float]] = []  # the server's cores per step, in the order the search measures them
 
     def metered(target: str, rate: float, arrivals: int) -> dict[str, Any]:
@@ -457,11 +466,26 @@ def slo_search(
     out = []
     for target in opts.slo_targets:
         costs.clear()
-        search = slo.search(measure or metered, target, plan, log)
+        key = ("slo", model, batching, target)
+        search = slo.search(measure or metered, target, plan, progress.stepping(key) if progress else log)
+        if progress:
+            progress.finish(key)
         if len(costs) == len(search["steps"]):
             search["steps"] = [{**st, **c} for st, c in zip(search["steps"], costs, strict=True)]
         out.append({**search, "batching": batching})
     return out
+
+
+def slo_plan(opts: BenchOptions) -> slo.SearchPlan:
+    assert opts.slo_ms is not None
+    return slo.SearchPlan(opts.slo_ms, opts.slo_start_rps, opts.slo_growth, opts.slo_max_steps, opts.slo_refine_steps,
+                          opts.slo_resolution, opts.slo_arrivals)  # fmt: skip
+
+
+def slo_steps_at_most(plan: slo.SearchPlan) -> int:
+    """The search's steps at most (loadtest/slo.py): doubling up to max_steps, or, when the first rate breaks, up to
+    down_steps below it; then up to refine_steps of bisection."""
+    return max(plan.max_steps, 1 + plan.down_steps) + plan.refine_steps
 
 
 def step_cost(r: dict[str, Any], server: dict[str, Any] | None) -> dict[str, float]:
@@ -569,6 +593,31 @@ def stack_plan(opts: BenchOptions) -> list[tuple[str, list[int]]]:
     return plan
 
 
+def bench_plan(opts: BenchOptions, stack: Running | None = None) -> list[Stage]:
+    """The benchmark's steps, from the options alone, each stage at its upper bound (loadtest/progress.py): a start
+    measurement, each stack started, each sweep level's trials (max_trials a point), the hop's rounds, each SLO
+    search's steps at most, and the report. Seconds a step: estimates that the progress scales by the pace seen."""
+    external = stack is not None and not isinstance(stack, NativeStack)
+    trial_s = (opts.warmup_s + 3.6 * opts.window_s if opts.driver == "lean" and opts.window_s else opts.duration_s) + 1
+    stages = [Stage(("startup",), 1, opts.startup_repeats * 2 * 8.0)] if opts.startup and not external else []
+    gateway_targets = {"gateway-tf", "gateway-torch"} <= set(opts.targets)
+    for i, model in enumerate(opts.models or [""]):  # a running stack given serves the first model
+        for mode, rows_list in stack_plan(opts):
+            if stack is None or i > 0:
+                stages.append(Stage(("stack", model, mode, rows_list[0]), 1, 20.0))
+            for rows, users in itertools.product(rows_list, opts.users):
+                most = sum(max(opts.max_trials, opts.verdict_trials) if verdict_point(opts, t, rows, mode)
+                           else opts.max_trials for t in opts.targets)  # fmt: skip
+                stages.append(Stage(("sweep", model, mode, rows, users), most, trial_s))
+            if opts.overhead and mode == "off" and gateway_targets and not external and i == 0:
+                stages.append(Stage(("overhead",), len(rows_list) * opts.overhead_trials * 2, opts.duration_s * 2 + 1))
+            if opts.slo_ms and 1 in rows_list:
+                plan = slo_plan(opts)
+                stages += [Stage(("slo", model, mode, t), slo_steps_at_most(plan), plan.arrivals / plan.start_rps + 3)
+                           for t in opts.slo_targets]  # fmt: skip
+    return [*stages, Stage(("report",), 1, 10.0)]
+
+
 def _startup(base: StackConfig, out: Path, log: Log, repeats: int) -> dict[str, Any]:
     from loadtest.measure.startup import measure_startup
 
@@ -606,16 +655,22 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
     in_force: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
     external = stack is not None and not isinstance(stack, NativeStack)
+    progress = Progress(bench_plan(opts, stack), log)
     startup = _startup(base, out, log, opts.startup_repeats) if opts.startup and not external else {}
+    if startup:
+        progress.step(("startup",), "start-up and footprint measured")
     registry = load_registry()
     specs = [registry_model(n, registry) for n in opts.models] or [registry[0]]
     for spec in specs:
+        name = spec.name if opts.models else ""  # the plan's name for it
         os.environ["LOADTEST_REFERENCE"] = str(spec.reference)  # the load generators' payloads and answers
         os.environ["LOADTEST_N_CLASSES"] = str(spec.classes)
         many = len(specs) > 1
         for mode, rows_list in stack_plan(opts):
             model_stack = stack if spec is specs[0] else None  # a running stack given serves the first model
             with stack_for(mode, rows_list[0], base, model_stack, out, log, spec) as running:
+                if model_stack is None:
+                    progress.step(("stack", name, mode, rows_list[0]), "stack up")
                 key = mode if mode == "off" else f"{mode} (rows {rows_list[0]})"
                 key = f"{spec.name}: {key}" if many else key
                 in_force[key] = verify_settings(mode, running)
@@ -627,7 +682,10 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
                         f"== sweep: model {spec.name}, batching {mode}, rows {rows}, users {opts.users}, "
                         f"{opts.trials}+ trials x {opts.duration_s:g}s"
                     )
-                    runs += [{**r, "model": spec.name} for r in sweep(running, opts, rows, mode, out, log)]
+                    runs += [
+                        {**r, "model": spec.name}
+                        for r in sweep(running, opts, rows, mode, out, log, progress=progress, model=name)
+                    ]
                 gateway_targets = {"gateway-tf", "gateway-torch"} <= set(opts.targets)
                 if opts.overhead and mode == "off" and gateway_targets and isinstance(running, NativeStack) \
                         and spec is specs[0]:  # fmt: skip
@@ -635,10 +693,15 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
 
                     log("== the gateway as a hop: direct vs gateway vs a bare passthrough, 1 user")
                     # A round's three routes share its seconds: twice a sweep point's.
-                    overhead = measure_overhead(running, rows_list, opts.overhead_trials, opts.duration_s * 2, log)
+                    overhead = measure_overhead(
+                        running, rows_list, opts.overhead_trials, opts.duration_s * 2, progress.stepping(("overhead",))
+                    )  # one line a round
                 if opts.slo_ms and 1 in rows_list:
                     log(f"== SLO search: p99 <= {opts.slo_ms:g} ms, open-loop Poisson arrivals")
-                    slo += [{**s, "model": spec.name} for s in slo_search(running, opts, mode, log)]
+                    slo += [
+                        {**s, "model": spec.name}
+                        for s in slo_search(running, opts, mode, log, progress=progress, model=name)
+                    ]
     os.environ.pop("LOADTEST_REFERENCE", None)
     os.environ.pop("LOADTEST_N_CLASSES", None)
     summary: dict[str, Any] = {
@@ -655,8 +718,12 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
             for s in specs
         ],
         "deployment": stack.describe() if external else native_description(),  # type: ignore[union-attr]
+        "started_at": time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started)),
         "wall_s": round(time.time() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    report.write_report(summary, out)
+    for stage in progress.bound:  # every stage is over: what it did not need leaves N before the last step
+        if stage != ("report",):
+            progress.finish(stage)
+    progress.step(("report",), f"report written: {report.write_report(summary, out)}")
     return summary

@@ -20,9 +20,9 @@ def _series(points: list[dict[str, Any]], rows: int) -> dict[tuple[str, str], li
 
 def _errorbar(ax: Any, xs: list[int], stats: list[dict[str, float]], **kw: Any) -> Any:
     ys = [s["median"] for s in stats]
-    err = [
-        [y - s["min"] for y, s in zip(ys, stats, strict=True)],
-        [s["max"] - y for y, s in zip(ys, stats, strict=True)],
+    err = [  # at least 0: the median is rounded, its min and max are not (3 equal trials gave a negative bar)
+        [max(y - s["min"], 0.0) for y, s in zip(ys, stats, strict=True)],
+        [max(s["max"] - y, 0.0) for y, s in zip(ys, stats, strict=True)],
     ]
     return ax.errorbar(xs, ys, yerr=err, capsize=3, marker="o", **kw)
 
