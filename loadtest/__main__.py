@@ -124,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, stamp: str) -> int:
-    from export.__main__ import main as export_main
     from stack.config import StackConfig
     from stack.launcher import StackError, stop_registered
 
     cfg = StackConfig.load()
-    if not (cfg.tf_version_dir / "saved_model.pb").exists() or not cfg.mar_path.exists():
+    by_url = getattr(args, "deployment", "") == "endpoints"  # a running deployment serves models of its own
+    if not by_url and (not (cfg.tf_version_dir / "saved_model.pb").exists() or not cfg.mar_path.exists()):
+        from export.__main__ import main as export_main
+
         print("== models missing: exporting first")
         export_main(["--quiet"])
 
