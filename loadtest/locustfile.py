@@ -4,6 +4,10 @@ Each target has its own base URL (env LOADTEST_TF_URL, LOADTEST_TS_URL, LOADTEST
 pick classes by name on the command line. Every answer is checked: status, shape and the label the model
 must give for that row. `LOADTEST_RATE_PER_USER` > 0 paces each user (requests/s) for the SLO search.
 
+Error answers: the TF REST targets are also sent, once per locust process before the load, a body with "instances"
+twice (loadtest/payloads.py, DuplicateKey): TF Serving reads the first value, the gateway must answer 400. The check
+is no load and no latency sample; a wrong answer is a failure of its own request name, "<target> duplicate key".
+
 Exact latencies: locust rounds response times below 100 ms to whole ms for its own statistics; every good answer's
 raw float also goes into an HDR histogram per request name here (1 µs resolution), workers ship theirs to the master
 with their reports, and at the end the master (or a standalone run) prints exact percentiles and, with
@@ -14,13 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
+import urllib.request
 from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.runners import WorkerRunner
 
 from loadtest.measure import latency
-from loadtest.payloads import Payload, check_predictions, pick
+from loadtest.payloads import Payload, check_predictions, duplicate_key, pick
 from loadtest.targets import PATHS, TARGETS
 
 MODEL = os.environ.get("LOADTEST_MODEL_NAME", "digits")
@@ -69,6 +75,23 @@ def _write(environment: Any, **_: Any) -> None:
             json.dump(result, fh)
 
 
+_CHECKED: set[str] = set()  # targets whose duplicate-key answer this process has checked
+
+
+def duplicate_key_problem(url: str, expect: str) -> str | None:
+    """Sends the duplicate-key body to `url`; None when answered as `expect` says (see DuplicateKey.check)."""
+    case = duplicate_key()
+    request = urllib.request.Request(url, data=case.body, headers=HEADERS, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            status, text = resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:
+        return f"duplicate key: no answer ({type(exc).__name__}: {exc})"
+    return case.check(expect, status, text)
+
+
 def _wait():  # type: ignore[no-untyped-def]
     return constant_throughput(_RATE) if _RATE > 0 else constant(0)
 
@@ -82,6 +105,18 @@ class _Target(FastHttpUser):
     backend = "tf"  # whose model's labels the answers are checked against
     connection_timeout = 5.0
     network_timeout = 10.0
+    duplicate_key = ""  # TF REST targets: how a body with "instances" twice must be answered ('first-wins', 'rejected')
+
+    def on_start(self) -> None:
+        if not self.duplicate_key or self.name in _CHECKED:
+            return
+        _CHECKED.add(self.name)
+        problem = duplicate_key_problem(f"{self.host}{self.path}", self.duplicate_key)
+        if problem:  # only a wrong answer is recorded: the check adds no request to the load's figures
+            self.environment.events.request.fire(
+                request_type="POST", name=f"{self.name} duplicate key", response_time=0.0, response_length=0,
+                response=None, context={}, exception=AssertionError(problem),
+            )  # fmt: skip
 
     def check(self, body: dict, payload: Payload) -> str | None:  # type: ignore[type-arg]
         return check_predictions(body.get(self.key), payload.expected_for(self.backend))
@@ -119,6 +154,7 @@ class TFServingDirect(_Target):
     host = os.environ.get("LOADTEST_TF_URL", "http://127.0.0.1:8501")
     path = PATHS["tf-direct"].format(model=MODEL)
     name = "tf-direct"
+    duplicate_key = "first-wins"
 
 
 class TorchServeDirect(_Target):
@@ -132,6 +168,7 @@ class GatewayTF(_Target):
     host = os.environ.get("LOADTEST_GATEWAY_URL", "http://127.0.0.1:8000")
     path = PATHS["gateway-tf"].format(model=MODEL)
     name = "gateway-tf"
+    duplicate_key = "rejected"
 
 
 class GatewayTorch(_Target):

@@ -81,3 +81,43 @@ def check_predictions(predictions: object, expected: tuple[int, ...], n_classes:
         if argmax(row) != want:
             return f"prediction {i}: label {argmax(row)}, expected {want}"
     return None
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A TF REST body with "instances" twice, each a valid list of rows the model labels differently. TF Serving
+    reads it with RapidJSON's FindMember: the first wins (the gateway validated the last and forwarded both, so the
+    limits it checked were not what TF Serving read). The gateway must refuse it with a 400 naming the key; the TF
+    side must answer the first value's rows."""
+
+    body: bytes
+    first: Payload
+    last: Payload
+
+    def check(self, expect: str, status: int, text: str) -> str | None:
+        """expect: 'first-wins' (a TF Serving REST API) or 'rejected' (the gateway). None when the answer is right."""
+        if expect == "rejected":
+            if status != 400 or "instances" not in text:
+                return f"duplicate key: expected a 400 naming 'instances', got HTTP {status}: {text[:120]}"
+            return None
+        if status != 200:
+            return f"duplicate key: expected the first value's rows answered, got HTTP {status}: {text[:120]}"
+        try:
+            predictions = json.loads(text).get("predictions")
+        except (ValueError, AttributeError):
+            return "duplicate key: response is not a JSON object"
+        if check_predictions(predictions, self.first.expected) is None:
+            return None
+        if check_predictions(predictions, self.last.expected) is None:
+            return "duplicate key: the last 'instances' was read (TF Serving reads the first)"
+        return "duplicate key: the answer is neither value's rows"
+
+
+def duplicate_key(batch_size: int | None = None) -> DuplicateKey:
+    """The duplicate-key case from the first two payloads whose labels differ (same row count as the load's)."""
+    pool = payloads(batch_size)
+    first = pool[0]
+    last = next(p for p in pool[1:] if p.expected != first.expected)
+    first_rows, last_rows = (json.dumps(json.loads(p.body)["instances"]) for p in (first, last))
+    body = f'{{"instances": {first_rows}, "instances": {last_rows}}}'.encode()
+    return DuplicateKey(body, first, last)

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
-from loadtest.payloads import check_predictions, payloads
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from loadtest.drive.locust_run import run_locust
+from loadtest.payloads import check_predictions, duplicate_key, payloads
+from stack.config import StackConfig
+from tests.conftest import serve_in_thread
 
 
 def test_payloads_are_real_rows_with_expected_labels() -> None:
@@ -38,3 +48,63 @@ def test_malformed_rows_are_failures_even_when_the_argmax_would_match() -> None:
     ):
         assert check_predictions([row], (0,)) is not None, row
     assert check_predictions([[0.91] + [0.01] * 9], (0,)) is None
+
+
+def _first_wins(body: bytes) -> dict:  # type: ignore[type-arg]
+    """How TF Serving reads a body (RapidJSON FindMember): the first of duplicate keys."""
+
+    def first(pairs: list[tuple[str, object]]) -> dict:  # type: ignore[type-arg]
+        out: dict = {}  # type: ignore[type-arg]
+        for key, value in pairs:
+            out.setdefault(key, value)
+        return out
+
+    return json.loads(body, object_pairs_hook=first)  # type: ignore[no-any-return]
+
+
+def _answer(labels: tuple[int, ...]) -> str:
+    return json.dumps({"predictions": [[0.91 if i == k else 0.01 for i in range(10)] for k in labels]})
+
+
+def test_the_duplicate_key_case_reads_differently_first_and_last() -> None:
+    case = duplicate_key(2)
+    assert case.body.count(b'"instances"') == 2
+    assert _first_wins(case.body)["instances"] == json.loads(case.first.body)["instances"]
+    assert json.loads(case.body)["instances"] == json.loads(case.last.body)["instances"]  # last wins
+    assert case.first.expected != case.last.expected and len(case.first.expected) == 2
+
+
+def test_the_duplicate_key_check() -> None:
+    case = duplicate_key(1)
+    assert case.check("first-wins", 200, _answer(case.first.expected)) is None
+    assert "last 'instances' was read" in (case.check("first-wins", 200, _answer(case.last.expected)) or "")
+    assert case.check("first-wins", 400, '{"error": "duplicate key"}') is not None
+    assert case.check("rejected", 400, '{"error": "duplicate key \'instances\' in the body"}') is None
+    assert case.check("rejected", 200, _answer(case.last.expected)) is not None  # validated one, forwarded both
+    assert case.check("rejected", 400, '{"error": "bad"}') is not None  # a 400 that does not name the key
+
+
+@pytest.mark.integration
+def test_the_load_test_checks_tf_reads_the_first_instances(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A TF REST server that reads the last duplicate key (json.loads; the compatible server did): the load runs
+    clean, and exactly one failure, the duplicate-key check's, says what was read. A first-wins server: none."""
+    answers = {p.body: p.expected for p in payloads(1)}
+
+    def app(read: Callable[[bytes], dict]) -> Starlette:  # type: ignore[type-arg]
+        async def predict(request: Request) -> Response:
+            body = await request.body()
+            labels = answers.get(body)
+            if labels is None:  # the duplicate-key case: answer the rows this server read
+                rows = read(body)["instances"]
+                labels = next(p.expected for p in payloads(1) if json.loads(p.body)["instances"] == rows)
+            return Response(_answer(labels), media_type="application/json")
+
+        return Starlette(routes=[Route("/v1/models/digits:predict", predict, methods=["POST"])])
+
+    for read, failures in ((json.loads, 1), (_first_wins, 0)):
+        with serve_in_thread(app(read)) as url:
+            cfg = StackConfig.load({"TF_REST_PORT": url.rsplit(":", 1)[1]})
+            m = run_locust(cfg, "tf-direct", users=2, duration_s=3, out_prefix=tmp_path / read.__name__, rows=1)
+        assert m["failures"] == failures and m["requests"] > 20, m
+        if failures:
+            assert "last 'instances' was read" in m["failure_samples"][0]
