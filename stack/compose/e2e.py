@@ -14,7 +14,9 @@ Steps (each timed; the last line says what passed or where it failed):
   outage   TorchServe stopped: /predict/torch answers 503 fast and /predict/tf stays right; started: recovery
   k8s pods the k8s local overlay's tf-serving, torchserve and gateway pods run under Docker with their pods'
            constraints (uid, read-only root, emptyDirs, configMaps, no capabilities); probes pass; predictions
-           through the gateway Service are right (stack/compose/k8s_pods.py)
+           through the gateway Service are right; then the bench component's Job (k8s/components/bench) runs
+           a light bench against those pods, and its report comes out of its log as a user takes it, complete
+           (stack/compose/k8s_pods.py)
   down     `down -v`, and nothing of the project is left (containers, networks, volumes)
 """
 

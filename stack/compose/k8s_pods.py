@@ -5,7 +5,9 @@ answers to the Services' names on one Docker network; init containers run to com
 runs with its pod spec's image, command, args, env and mounts, as its runAsUser/runAsGroup (+ fsGroup), with a
 read-only root filesystem where the spec says so, no capabilities and no-new-privileges. emptyDirs are fresh
 0777 volumes (as the kubelet makes them), configMaps are their files mounted read-only. Then every readiness and
-liveness probe must pass, and a prediction through the gateway's Service must be right on both backends.
+liveness probe must pass, and a prediction through the gateway's Service must be right on both backends. Then the
+bench component's Job (k8s/components/bench) runs as a pod against those pods, with lighter bench options, and its
+report must come out of its log as a user takes it (awk | base64 -d | tar, see loadtest/job.py) and be complete.
 
 Substitutions where the registry can't give an image, said in the output: the TF Serving container runs the
 compatible server (`python -m stack.tfserving_compat`, the same args), TorchServe the self-built image, the models
@@ -14,7 +16,9 @@ image is built on the local base.
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -29,6 +33,15 @@ from stack.config import MODELS_DIR, ROOT, StackConfig
 LABEL = "servecompare-k8s-pods"
 NETWORK = "servecompare-k8s-pods"
 PODS = ("tf-serving", "torchserve", "gateway")
+BENCH_JOB = "servecompare-bench"
+BENCH_COMPONENT = ROOT / "k8s" / "components" / "bench"
+# The Job's own bench, lighter (about a minute here): direct targets and one through the gateway, one concurrency,
+# two trials, short SLO steps. The Job's URLs and everything else stay as rendered.
+BENCH_LIGHT = ["--quick", "--targets", "tf-direct,torch-direct,gateway-tf", "--users", "4", "--trials", "2",
+               "--max-trials", "2", "--verdict-trials", "2", "--slo-arrivals", "200"]  # fmt: skip
+BENCH_TIMEOUT_S = 240
+# How a user takes the report out of `kubectl logs job/servecompare-bench` (the same line as the docs).
+EXTRACT = "awk '/^-----END SERVECOMPARE REPORT/{p=0} p; /^-----BEGIN SERVECOMPARE REPORT/{p=1}' | base64 -d | tar xzf -"
 
 
 class PodFailure(RuntimeError):
@@ -42,8 +55,18 @@ def _docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.
     return done
 
 
-def render(kubectl: str, overlay: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
+def render(kubectl: str, overlay: Path, components: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The overlay rendered, with `components` added as a user adds them (a kustomization over the overlay)."""
+    with tempfile.TemporaryDirectory(prefix="k8s-render-") as tmp:
+        target = overlay
+        if components:
+            rel = lambda p: os.path.relpath(p, tmp)  # noqa: E731 - kustomize takes relative paths only
+            (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                "resources": [rel(overlay)], "components": [rel(c) for c in components],
+            }))  # fmt: skip
+            target = Path(tmp)
+        out = subprocess.run([kubectl, "kustomize", str(target)], capture_output=True, text=True, check=True).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -56,7 +79,8 @@ class PodRun:
     notes: list[str] = field(default_factory=list)
 
     def deployments(self) -> dict[str, dict[str, Any]]:
-        return {d["metadata"]["name"]: d for d in self.docs if d["kind"] == "Deployment"}
+        """The pods' owners by name: Deployments, and Jobs (one pod each here)."""
+        return {d["metadata"]["name"]: d for d in self.docs if d["kind"] in ("Deployment", "Job")}
 
     def config_maps(self) -> dict[str, dict[str, str]]:
         return {d["metadata"]["name"]: d.get("data", {}) for d in self.docs if d["kind"] == "ConfigMap"}
@@ -200,6 +224,46 @@ class PodRun:
             if labels != expected[backend]:
                 raise PodFailure(f"gateway -> {backend}: labels {labels} != {expected[backend]}")
 
+    def run_job(self, name: str, extra_args: list[str], timeout: float) -> tuple[int, str]:
+        """The Job's pod to its end (its container's args + `extra_args`): (exit status, its log as `kubectl logs`
+        gives it, stdout and stderr together)."""
+        job = self.deployments()[name]
+        original = copy.deepcopy(job)
+        (ctr,) = job["spec"]["template"]["spec"]["containers"]
+        ctr["args"] = [*ctr.get("args", []), *extra_args]
+        try:
+            self.start(name)
+        finally:
+            job.clear()
+            job.update(original)
+        container = f"k8s-{name}-{ctr['name']}"
+        try:
+            waited = _docker("wait", container, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            tail = _docker("logs", "--tail", "20", container, check=False)
+            raise PodFailure(f"{name}: not done within {timeout:.0f} s: {(tail.stdout + tail.stderr)[-1500:]}") from exc
+        logs = subprocess.run(["docker", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=60)  # fmt: skip
+        return int(waited.stdout.strip() or -1), logs.stdout
+
+
+def check_bench_report(log: str, into: Path) -> str:
+    """The report out of the Job's log as a user takes it (the docs' pipeline), and complete: the verdict, the
+    capacity plan, the deployment named (endpoints, the Services' URLs), no failed request."""
+    into.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["sh", "-c", EXTRACT], input=log, cwd=into, capture_output=True, text=True, timeout=60)
+    folders = [p for p in into.iterdir() if p.is_dir()]
+    if done.returncode != 0 or len(folders) != 1:
+        raise PodFailure(f"no report out of the Job's log ({EXTRACT}): {done.stderr[-800:]}; log: {log[-1500:]}")
+    report = (folders[0] / "report.md").read_text()
+    summary = json.loads((folders[0] / "summary.json").read_text())
+    missing = [s for s in ("## Verdict", "## Capacity plan", "## Deployment under test: endpoints") if s not in report]
+    urls = summary["deployment"]["urls"]
+    failures = sum(p["failures"] for p in summary["points"])
+    if missing or urls.get("gateway") != "http://gateway:8000" or failures:
+        raise PodFailure(f"bench report incomplete: missing {missing}; urls {urls}; {failures} failures; {folders[0]}")
+    return f"{len(summary['points'])} points, verdict and capacity plan in {folders[0] / 'report.md'}"
+
 
 def _port(ctr: dict[str, Any], port: int | str) -> int:
     """A probe's port: a number, or the name of one of the container's ports."""
@@ -225,7 +289,7 @@ def run_pods(kubectl: str, base: str, timeout: float = 240) -> str:
             "servecompare-models:1", str(ROOT), timeout=300)  # fmt: skip
     images = {cfg.tf_serving_image: "servecompare-tfserving-compat:0.1.0",
               cfg.torchserve_image: "servecompare-torchserve:0.12.0-cpu"}  # fmt: skip
-    run = PodRun(render(kubectl, ROOT / "k8s" / "overlays" / "local"), images, base)
+    run = PodRun(render(kubectl, ROOT / "k8s" / "overlays" / "local", (BENCH_COMPONENT,)), images, base)
     cleanup()
     _docker("network", "create", "--label", LABEL, NETWORK)
     try:
@@ -238,7 +302,13 @@ def run_pods(kubectl: str, base: str, timeout: float = 240) -> str:
         run.predict_through_gateway(
             ref["rows"][:n], {"tf": ref["expected"][:n], "torch": ref.get("expected_torch", ref["expected"])[:n]}
         )
+        code, log = run.run_job(BENCH_JOB, BENCH_LIGHT, BENCH_TIMEOUT_S)
+        (run.work / "bench-job.log").write_text(log)
+        if code != 0:
+            raise PodFailure(f"{BENCH_JOB} exited {code}: {log[-2000:]}")
+        bench = check_bench_report(log, run.work / "bench-report")
     finally:
         cleanup()
     subs = "; ".join(run.notes) or "none"
-    return f"{', '.join(PODS)} ready as non-root, read-only, no capabilities; predictions right (substituted: {subs})"
+    return (f"{', '.join(PODS)} ready as non-root, read-only, no capabilities; predictions right; {BENCH_JOB} Job: "
+            f"{bench} (substituted: {subs})")  # fmt: skip
