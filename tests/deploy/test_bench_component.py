@@ -140,3 +140,43 @@ def test_the_job_runs_the_bench_on_the_image_that_carries_it(rendered: Path) -> 
     requirements = (ROOT / "loadtest" / "requirements.txt").read_text()
     for dep in ("httpx==", "orjson==", "uvloop==", "numpy==", "matplotlib==", "PyYAML==", "psutil=="):
         assert dep in requirements, dep
+
+
+def test_the_e2e_runs_the_jobs_container_under_its_pod_spec_and_checks_the_report(tmp_path: Path) -> None:
+    """stack/compose/k8s_pods.py: the Job renders into the pods run, its container gets the pod's constraints and
+    the light options after its own args; the report check takes the report out as the docs do and wants it whole."""
+    import json
+
+    from loadtest import job
+    from stack.compose import k8s_pods
+    from tests.deploy.test_deploy import tool
+
+    docs = k8s_pods.render(tool("kubectl"), ROOT / "k8s" / "overlays" / "local", (COMPONENT,))
+    run = k8s_pods.PodRun(docs, {}, "base:1")
+    spec = run.deployments()[k8s_pods.BENCH_JOB]["spec"]["template"]["spec"]
+    (ctr,) = spec["containers"]
+    args = run._run_args(k8s_pods.BENCH_JOB, spec, {**ctr, "args": [*ctr["args"], *k8s_pods.BENCH_LIGHT]},
+                         {"tmp": "type=volume,source=t", "reports": "type=volume,source=r"}, detach=True)  # fmt: skip
+    assert {"--read-only", "--user", "10001:10001"} <= set(args) and args[args.index("--cap-drop") + 1] == "ALL"
+    assert "type=volume,source=r,target=/reports" in args
+    tail = args[args.index("--entrypoint") :]
+    assert tail[:4] == ["--entrypoint", "python", IMAGE, "-m"] and tail[-len(k8s_pods.BENCH_LIGHT) :] == (
+        k8s_pods.BENCH_LIGHT
+    )
+    assert k8s_pods.EXTRACT in (ROOT / "k8s" / "components" / "bench" / "kustomization.yaml").read_text()
+
+    def log_of(sections: list[str], failures: int) -> str:
+        folder = tmp_path / f"made-{len(sections)}-{failures}" / "servecompare-bench-1"
+        folder.mkdir(parents=True)
+        (folder / "report.md").write_text("\n".join(sections) + "\n")
+        summary = {"deployment": {"urls": {"gateway": "http://gateway:8000"}}, "points": [{"failures": failures}]}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return "== bench\n" + job.pack(folder)
+
+    whole = ["## Verdict", "## Capacity plan", "## Deployment under test: endpoints"]
+    assert "1 points" in k8s_pods.check_bench_report(log_of(whole, 0), tmp_path / "a")
+    for sections, failures in ((whole[:2], 0), (whole, 3)):
+        with pytest.raises(k8s_pods.PodFailure, match="incomplete"):
+            k8s_pods.check_bench_report(log_of(sections, failures), tmp_path / f"b{len(sections)}{failures}")
+    with pytest.raises(k8s_pods.PodFailure, match="no report"):
+        k8s_pods.check_bench_report("== bench\nerror: stage failed\n", tmp_path / "c")
