@@ -148,7 +148,11 @@ def run(bench_args: list[str], reports: Path) -> int:
     if not out.is_dir():
         print(f"error: the benchmark exited {code} and wrote no report folder", file=sys.stderr, flush=True)
         return code or 1
-    block = pack(out)
+    try:
+        block = pack(out)
+    except ValueError as exc:  # too big for a container log
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return code or 1
     print(f"== report folder {out.name} (exit {code}) follows as .tar.gz in base64; take it with:", flush=True)
     print("   kubectl logs job/servecompare-bench | python -m loadtest.job extract", flush=True)
     sys.stdout.write(block)

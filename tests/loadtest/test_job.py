@@ -124,3 +124,9 @@ def test_nothing_answering_fails_the_job_without_a_block(tmp_path: Path, capsys:
     out = capsys.readouterr()
     assert code == 1 and "does not answer" in out.err and job.BEGIN not in out.out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_too_big_for_a_container_log_is_refused(report: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job, "MAX_ENCODED", 1000)
+    with pytest.raises(ValueError, match="over the 1000 a container log keeps"):
+        job.pack(report)
