@@ -1,4 +1,5 @@
-"""The comparison report: report.md with a verdict, tables and plots, written from summary.json alone.
+"""The comparison report, written from summary.json alone: report.md (a short summary with the verdict, then the
+plots, then the tables) and the same as one self-contained page, report.html (html_page.py).
 
 It never imports the benchmark's runner: `python -m loadtest report <folder>` rewrites a report from a saved
 summary.json."""
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.report import capacity, tables
+from loadtest.report.html_page import write_page
 from loadtest.report.plots import write_plots
 from loadtest.report.verdict import verdict
 
@@ -28,7 +30,10 @@ def for_model(summary: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def write_report(summary: dict[str, Any], out: Path) -> Path:
+    """report.md and report.html in `out`: a short summary with the verdict, then the plots, then the tables."""
     models = [m["name"] for m in summary.get("models", [])]
+    many = len(models) > 1
+    per_model = [(name, for_model(summary, name), f"{name}-") for name in models] if many else [("", summary, "")]
     env = summary["environment"]
     lines = ["# servecompare: TF side vs TorchServe", ""]
     if not env["tf_server_is_real_tf_serving"]:
@@ -37,13 +42,30 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
             "> machine. Its figures measure that stand-in, not TensorFlow Serving itself.",
             "",
         ]
-    if len(models) <= 1:
-        lines += _sections(summary, out, "", "##")
-    else:
+    lines += _summary(summary)
+    for name, part, _ in per_model:
+        lines += [f"### Verdict{f', model `{name}`' if name else ''}", ""]
+        lines += [f"- **{v['dimension']}**: {v['text']}" for v in verdict(part)] + [""]
+    lines += [
+        "How the verdict is reached: batching off, the smallest rows per request, each side called directly. No side",
+        "is named where either had failed requests, a point that did not settle, the load generator as a possible",
+        "limit or a backlog; otherwise a side is named only when the 95 % bootstrap interval of the ratio of the",
+        "sides' means (over ≥ 5 trials or starts) clears 1 by the margin stated on the line; the SLO rate only when",
+        "the brackets [last rate held, first rate broken] are that far apart.",
+        "",
+        "## Plots",
+        "",
+    ]
+    for name, part, prefix in per_model:
+        plots = write_plots(part, out, prefix)
+        plan_plot = capacity.write_plot(part, out, prefix)
+        lines += [f"### Model `{name}`", ""] if name else []
+        lines += [line for p in [*plots, *([plan_plot] if plan_plot else [])] for line in (f"![{p}]({p})", "")]
+    if many:
         lines += ["## Models side by side", "", *tables.models(summary), ""]
-        for name in models:
-            lines += [f"## Model `{name}`", ""]
-            lines += _sections(for_model(summary, name), out, f"{name}-", "###")
+    for name, part, _ in per_model:
+        lines += [f"## Model `{name}`", ""] if name else []
+        lines += _tables(part, "###" if name else "##")
     lines += _deployment(summary)
     lines += _environment(summary)
     if summary.get("startup"):
@@ -54,29 +76,47 @@ def write_report(summary: dict[str, Any], out: Path) -> Path:
         "## Raw data",
         "",
         "- `summary.json`: every figure above, every run (trial) and its process-tree figures",
+        "- `report.html`: this report as one page, plots embedded",
         "- `csv/`: locust's CSVs and HTML report per run when `--driver locust` was used",
         "",
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
+    write_page(lines, out)
     return path
 
 
-def _sections(summary: dict[str, Any], out: Path, prefix: str, h: str) -> list[str]:
-    """Verdict, tables and plots of one model's points."""
-    points = summary["points"]
-    plots = write_plots(summary, out, prefix)
+def _summary(summary: dict[str, Any]) -> list[str]:
+    """What was compared, on which machine and server versions, when: the lines above the verdict."""
+    env, opts = summary["environment"], summary.get("options", {})
+    versions = env.get("versions", {})
+    models = ", ".join(
+        f"`{m['name']}`" + (f" ({m['parameters']:,} weights)" if m.get("parameters") else "")
+        for m in summary.get("models", [])
+    )
+    kind = (summary.get("deployment") or {}).get("kind", "native")
     lines = [
-        f"{h} Verdict",
+        "## Summary",
         "",
-        "Batching off, the smallest rows per request, each side called directly. No side is named where either had",
-        "failed requests, a point that did not settle, the load generator as a possible limit or a backlog; otherwise",
-        "a side is named only when the 95 % bootstrap interval of the ratio of the sides' means (over ≥ 5 trials or",
-        "starts) clears 1 by the margin stated on the line; the SLO rate only when the brackets [last rate held, first",
-        "rate broken] are that far apart.",
+        f"- Compared: the TF side, {env.get('tf_server', '?')} on tensorflow-cpu {versions.get('tensorflow-cpu', '?')},"
+        f" against TorchServe {versions.get('torchserve', '?')} on torch {versions.get('torch', '?')}; model"
+        f" {models or 'the default'}; each called directly and through the gateway.",
+        f"- Load: {', '.join(str(u) for u in opts.get('users', []))} concurrent users,"
+        f" {', '.join(str(r) for r in opts.get('rows', []))} row(s) per request, batching"
+        f" {', '.join(opts.get('batching', ['off']))}; trials: {env.get('trials', '?')}; open-loop SLO search"
+        + (f" for p99 ≤ {opts['slo_ms']:g} ms." if opts.get("slo_ms") else ": not run."),
+        f"- Machine: {env.get('cpu_count', '?')} cores, {env.get('machine', '?')}, {env.get('platform', '?')},"
+        f" Python {env.get('python', '?')}; deployment {kind}.",
+        f"- Run: {summary.get('started_at', 'date not recorded')}, {summary.get('wall_s', '?')} s.",
         "",
     ]
-    lines += [f"- **{v['dimension']}**: {v['text']}" for v in verdict(summary)] + [""]
+    return lines
+
+
+def _tables(summary: dict[str, Any], h: str) -> list[str]:
+    """The tables of one model's points."""
+    points = summary["points"]
+    lines: list[str] = []
     warned = [p for p in points if p["warnings"]]
     if warned:
         lines += ["Points with warnings (see the notes column):", ""]
@@ -110,10 +150,6 @@ def _sections(summary: dict[str, Any], out: Path, prefix: str, h: str) -> list[s
     if summary["slo"]:
         lines += [f"{h} Highest rate within the latency SLO", "", *tables.slo(summary)]
     lines += [f"{h} Capacity plan", "", *capacity.table(summary)]
-    plan_plot = capacity.write_plot(summary, out, prefix)
-    if plan_plot:
-        lines += [f"![{plan_plot}]({plan_plot})", ""]
-    lines += [f"{h} Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return lines
 
 
