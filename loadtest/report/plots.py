@@ -27,6 +27,16 @@ def _errorbar(ax: Any, xs: list[int], stats: list[dict[str, float]], **kw: Any) 
     return ax.errorbar(xs, ys, yerr=err, capsize=3, marker="o", **kw)
 
 
+def _log_labels(ax: Any) -> None:
+    """Latency on a log axis labelled at 1, 2 and 5 of each decade: a range inside one decade (1.4-5 ms) got no
+    label at all from matplotlib's default, and the plot could not be read."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _ticks(ax: Any, users: list[int]) -> None:
     ax.set_xscale("log")
     ax.set_xticks(users, [str(u) for u in users])
@@ -74,6 +84,7 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
             ylabel="latency (ms)",
             title=f"Latency, {rows} row(s) per request{model}",
         )
+        _log_labels(ax)
 
     def throughput_panel(ax: Any, rows: int, series: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
         for (target, batching), ps in series.items():
@@ -111,6 +122,7 @@ def write_plots(summary: dict[str, Any], out: Path, prefix: str = "") -> list[st
         ylabel="latency (ms)",
         title=f"Latency distribution at {top} users (all trials merged, exact){model}",
     )
+    _log_labels(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
