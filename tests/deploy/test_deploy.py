@@ -19,6 +19,7 @@ VALIDATORS = ROOT / ".venv-validators" / "bin"
 OVERLAYS = ["local", "production", "gpu"]
 K8S_VERSION = "1.32.0"
 DOCKERFILES = [
+    "export/scaling/Dockerfile",
     "gateway/Dockerfile",
     "loadtest/Dockerfile",
     "models/Dockerfile",
