@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--minutes", type=float, default=3.0)
     s.add_argument("--users", type=int, default=8)
     s.add_argument("--out", type=Path, default=None)
-    r = sub.add_parser("report", help="rewrite report.md and plots from a summary.json")
+    r = sub.add_parser("report", help="rewrite report.md, report.html and the plots from a summary.json")
     r.add_argument("folder", type=Path)
     r.add_argument("--plan-rate", type=float, default=None, help="re-plan capacity for this target rate (req/s)")
     args = parser.parse_args(argv)
@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
     except (StageFailed, StackError, ValueError, RuntimeError, ConnectionError) as exc:
         print(f"error: benchmark stage failed: {exc}", file=sys.stderr)
         return 1
-    print(f"== report: {out / 'report.md'} ({summary['wall_s']} s)")
+    print(f"== report: {out / 'report.md'}, the same as one page: {out / 'report.html'} ({summary['wall_s']} s)")
     from loadtest.report import verdict
 
     for line in verdict(summary):
