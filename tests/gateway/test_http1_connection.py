@@ -42,3 +42,38 @@ def test_a_clean_answer_keeps_its_connection_and_an_interim_one_does_not_end_it(
     out, server = run(lambda r: interim + answer(200, b"ok"), twice)
     assert out == [(200, b"ok"), (200, b"ok")]
     assert server.connections == 1
+
+
+def _chunked(*chunks: bytes) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "taken"),
+    [
+        (answer(200, b"abcde"), True),  # exactly the limit
+        (answer(200, b"abcdef"), False),
+        (_chunked(b"abc", b"de"), True),
+        (_chunked(b"abc", b"def"), False),  # each chunk under the limit, together over it
+    ],
+)
+def test_the_body_limit_counts_every_chunk_and_admits_exactly_the_limit(head: bytes, taken: bool) -> None:
+    out, _ = run(lambda r: head, twice, max_upstream_body_bytes=5)
+    if taken:
+        assert out[0][0] == 200 and len(out[0][1]) == 5, out
+    else:
+        assert isinstance(out[0], UpstreamError), out
+        assert out[0].message == "backend 'tf' answered a body over the limit of 5 bytes"
+
+
+def test_a_protocol_upgrade_is_refused_by_name() -> None:
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    out, _ = run(lambda r: upgrade, twice)
+    assert isinstance(out[0], UpstreamError), out
+    assert out[0].message == "backend 'tf' answered with a protocol upgrade"
+
+
+def test_after_an_interim_answer_a_body_without_length_still_ends_with_the_connection() -> None:
+    out, _ = run(lambda r: (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nabc", True), twice)
+    assert out == [(200, b"abc"), (200, b"abc")]
