@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,14 +96,19 @@ def run_module(name: str, spec: dict, scratch: Path, jobs: int) -> Score:  # typ
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
     with open(work / "mutmut.log", "w") as log:
-        subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)],
             cwd=work,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            check=False,
+            start_new_session=True,  # its fork server and workers go with it when this run is stopped
         )
+        try:
+            proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     seconds = time.monotonic() - started
     meta = work / "mutants" / (spec["path"] + ".meta")
     if not meta.exists():
@@ -130,6 +136,7 @@ def main() -> int:
     parser.add_argument("--goal", type=float, default=80.0)
     parser.add_argument("--no-diffs", action="store_true", help="survivors by name only")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped (make, CI): clean up mutmut's processes
     modules: dict = tomllib.loads(CONFIG.read_text())["modules"]  # type: ignore[type-arg]
     names = args.modules or list(modules)
     unknown = [n for n in names if n not in modules]
