@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from gateway.errors import GatewayError
 from gateway.logs import REQUEST_ID
 from gateway.settings import Settings
-from gateway.upstream import RawHttpUpstream
+from gateway.upstream import AiohttpUpstream, HttpxUpstream, RawHttpUpstream, new_upstream
 from stack.launcher import free_port
 from tests.gateway.stub_http import Request, ScriptedServer, answer
 
@@ -83,3 +85,25 @@ def test_every_error_names_its_backend() -> None:
 
     exc = asyncio.run(refused())
     assert exc.extra == {"backend": "tf"} and exc.message.startswith("backend 'tf' is unreachable: Connect call failed")
+
+
+@pytest.mark.parametrize(
+    ("transport", "kind"), [("raw", RawHttpUpstream), ("aiohttp", AiohttpUpstream), ("httpcore", HttpxUpstream)]
+)
+def test_each_transport_is_built_as_asked_and_forwards_headers_and_the_request_id(transport: str, kind: type) -> None:
+    async def scenario() -> tuple[Any, Any, ScriptedServer]:
+        server = ScriptedServer(_ok)
+        port = await server.start()
+        up = new_upstream(f"http://127.0.0.1:{port}", "tf", Settings(upstream_transport=transport), {"X-A": "1"})
+        token = REQUEST_ID.set("req-7")
+        try:
+            return up, await up.post("/p", b"{}"), server
+        finally:
+            REQUEST_ID.reset(token)
+            await up.aclose()
+            server.close()
+
+    up, out, server = asyncio.run(scenario())
+    assert type(up) is kind and out == (200, b"ok")
+    headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
+    assert headers["x-a"] == "1" and headers["x-request-id"] == "req-7"
