@@ -16,7 +16,7 @@ from loadtest.measure import latency
 from stack.config import StackConfig
 from tests.loadtest.test_instruments import _cfg, stub_model_server
 
-pytestmark = pytest.mark.integration
+# Stub servers on 127.0.0.1 only: fast, in `make test-fast` too (the integration mark is for real servers).
 
 
 def _consistent(r: dict[str, Any]) -> None:

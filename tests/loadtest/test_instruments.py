@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import pytest
 
 from loadtest.bench import BenchOptions, is_stable, run_lean, sweep
 from loadtest.measure import latency
@@ -22,7 +21,7 @@ from loadtest.payloads import payloads
 from stack.config import StackConfig
 from stack.launcher import free_port
 
-pytestmark = pytest.mark.integration
+# Stub servers on 127.0.0.1 only: fast, in `make test-fast` too (the integration mark is for real servers).
 
 
 @contextmanager

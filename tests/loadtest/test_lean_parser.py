@@ -18,7 +18,7 @@ import pytest
 from loadtest.drive import lean
 from stack.launcher import free_port
 
-pytestmark = pytest.mark.integration
+# Stub servers on 127.0.0.1 only: fast, in `make test-fast` too (the integration mark is for real servers).
 
 
 def ok(body: bytes, extra: bytes = b"") -> bytes:

@@ -13,7 +13,7 @@ from loadtest.drive.windows import agreeing, spread
 from loadtest.measure import latency
 from tests.loadtest.test_instruments import stub_model_server
 
-pytestmark = pytest.mark.integration
+# Stub servers on 127.0.0.1 only: fast, in `make test-fast` too (the integration mark is for real servers).
 
 
 def _windows(port: int, *extra: str, users: int = 1) -> dict[str, Any]:
