@@ -16,6 +16,9 @@ from servecompare_cli.commands import BY_NAME, COMMANDS
 from stack.config import ROOT
 
 SCRIPT = Path(sys.executable).parent / "servecompare"
+# `make -n` as a user runs it: not as a sub-make of `make test` (CI), whose MAKELEVEL adds "Leaving directory" lines.
+MAKE_N = ["make", "--no-print-directory", "-n"]
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
 
 # What each make target ran before it called the console script (the Makefile's `$(PY) -m ...` lines): the
 # subcommand must reach exactly this module's main with these arguments first.
@@ -63,7 +66,7 @@ def test_make_targets_call_the_console_script(target: str) -> None:
     the same arguments the `python -m` line had."""
     extra = {"check-model": ["MODEL=mine", "REGISTRY=my.toml"]}.get(target, ["ARGS=--users 1,16"])
     out = subprocess.run(
-        ["make", "-n", target, *extra], cwd=ROOT, capture_output=True, text=True, check=True
+        [*MAKE_N, target, *extra], cwd=ROOT, capture_output=True, text=True, check=True, env=MAKE_ENV
     ).stdout.splitlines()
     calls = [line.split() for line in out if "servecompare" in line]
     subcommand = MAKE_TARGETS_BEFORE[target][0]
@@ -76,7 +79,7 @@ def test_make_targets_call_the_console_script(target: str) -> None:
 
 
 def test_make_test_runs_the_compose_checks_through_the_console_script() -> None:
-    out = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*MAKE_N, "test"], cwd=ROOT, capture_output=True, text=True, check=True, env=MAKE_ENV).stdout
     lines = out.splitlines()
     assert lines[-2:] == [
         ".venv/bin/servecompare compose-e2e --if-available",
