@@ -27,13 +27,12 @@ from urllib.parse import urlsplit
 from loadtest.drive.lean import (
     Connection,
     Outcome,
-    ProtocolError,
-    _one,
     add_run_options,
     build_requests,
     cpu_since,
     failure_samples,
     install_uvloop,
+    one_or_reconnect,
     write_result,
 )
 from loadtest.measure import latency
@@ -62,12 +61,7 @@ async def interleaved(
             for name in names[shift:] + names[:shift]:
                 kind, host, port, reqs = requests[name]
                 req, payload = reqs[i]
-                try:
-                    await _one(conns[name], req, payload, kind, time.perf_counter_ns(), outcomes[name])
-                except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
-                    outcomes[name].fail(f"connection: {type(exc).__name__}")
-                    conns[name].close()
-                    conns[name] = await Connection.open(host, port)
+                conns[name] = await one_or_reconnect(conns[name], req, payload, kind, outcomes[name], host, port)
             cycle += 1
     finally:
         for conn in conns.values():

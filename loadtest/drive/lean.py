@@ -228,6 +228,20 @@ async def _one(conn: Connection, req: bytes, payload: Payload, kind: str, starte
     latency.record_ms(out.hist, (now - started_ns) / 1e6)
 
 
+async def one_or_reconnect(
+    conn: Connection, req: bytes, payload: Payload, kind: str, out: Outcome, host: str, port: int
+) -> Connection:
+    """One closed-loop exchange (`_one`); a broken connection or answer is a failure and a fresh connection is
+    returned for the user's next request."""
+    try:
+        await _one(conn, req, payload, kind, time.perf_counter_ns(), out)
+    except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
+        out.fail(f"connection: {type(exc).__name__}")
+        conn.close()
+        return await Connection.open(host, port)
+    return conn
+
+
 async def _finish(tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]], timeout_s: float) -> None:
     """Wait for `tasks` up to `timeout_s`, then cancel the rest (each counts its own request as unanswered)."""
     if not tasks:
@@ -284,12 +298,8 @@ async def closed_loop(
             while time.perf_counter() < deadline:
                 req, payload = rng.choice(requests)
                 in_flight = True
-                try:
-                    await _one(conn, req, payload, kind, time.perf_counter_ns(), out)
-                except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
-                    out.fail(f"connection: {type(exc).__name__}")
-                    conn.close()
-                    conn = await Connection.open(parts.hostname or "127.0.0.1", parts.port or 80)
+                conn = await one_or_reconnect(conn, req, payload, kind, out, parts.hostname or "127.0.0.1",
+                                              parts.port or 80)  # fmt: skip
                 in_flight = False
         except asyncio.CancelledError:
             if in_flight:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadtest.drive.lean import Connection, Outcome, ProtocolError, _finish, _one, build_requests
+from loadtest.drive.lean import Connection, Outcome, _finish, build_requests, one_or_reconnect
 from loadtest.measure import latency
 from loadtest.measure.processes import Meter, open_meter
 
@@ -179,12 +179,7 @@ async def windowed_closed_loop(
             while not stopping.is_set():
                 req, payload = requests[unwarmed.pop() if unwarmed else rng.randrange(len(requests))]
                 in_flight = True
-                try:
-                    await _one(conn, req, payload, kind, time.perf_counter_ns(), out)
-                except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
-                    out.fail(f"connection: {type(exc).__name__}")
-                    conn.close()
-                    conn = await Connection.open(host, port)
+                conn = await one_or_reconnect(conn, req, payload, kind, out, host, port)
                 in_flight = False
         except asyncio.CancelledError:
             if in_flight:
