@@ -195,8 +195,25 @@ def measure_windows(
             group.remove()
     processes = {**result.pop("processes"), **around.result}
     counters = result.pop("server_counters")
-    n = max(result["ok"], 1)  # CPU per *good* answer: failures are not served requests
     seconds = max(result["window"]["seconds"], 1e-9)
+    record(result, (target, users, rows, batching, trial), processes, counters["before"], counters["after"])
+    result["generator_cpu_share"] = round(result["generator_cpu_s"] / seconds, 3)
+    result["metered_over"] = "the measured windows"
+    return result
+
+
+def record(
+    result: dict[str, Any],
+    point: tuple[str, int, int, str, int],
+    processes: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> dict[str, Any]:
+    """A run's result with its point (target, users, rows, batching, trial), each part's CPU per *good* answer
+    (failures are not served requests), the servers' own time, and the generator's CPU per answer where the driver
+    measured it (getrusage: exact for its one process; its cgroup's is in processes)."""
+    target, users, rows, batching, trial = point
+    n = max(result["ok"], 1)
     result |= {
         "target": target,
         "users": users,
@@ -205,16 +222,10 @@ def measure_windows(
         "trial": trial,
         "processes": processes,
         "cpu_us_per_request": {name: round(m["cpu_s"] * 1e6 / n, 1) for name, m in processes.items()},
-        "server_time": {
-            b: server_metrics.server_time(counters["before"][b], counters["after"][b])
-            for b in backends
-            if b in counters["before"] and b in counters["after"]
-        },
-        "generator_cpu_share": round(result["generator_cpu_s"] / seconds, 3),
-        "metered_over": "the measured windows",
+        "server_time": {b: server_metrics.server_time(before[b], after[b]) for b in before if b in after},
     }
-    # the driver's own CPU between the edges (getrusage: exact for its one process; its cgroup's is in processes)
-    result["cpu_us_per_request"]["generator"] = round(result["generator_cpu_s"] * 1e6 / n, 1)
+    if "generator_cpu_s" in result:
+        result["cpu_us_per_request"]["generator"] = round(result["generator_cpu_s"] * 1e6 / n, 1)
     return result
 
 
@@ -244,21 +255,8 @@ def measure_run(
             result = run_lean(cfg, target, users, opts.duration_s, rows)
     after = _server_counters(cfg, backends)
     result.setdefault("ok", result["requests"] - result["failures"])
-    n = max(result["ok"], 1)  # CPU per *good* answer: failures are not served requests
-    result |= {
-        "target": target,
-        "users": users,
-        "rows": rows,
-        "batching": batching,
-        "trial": trial,
-        "processes": meter.result,
-        "cpu_us_per_request": {name: round(m["cpu_s"] * 1e6 / n, 1) for name, m in meter.result.items()},
-        "server_time": {
-            b: server_metrics.server_time(before[b], after[b]) for b in backends if b in before and b in after
-        },
-    }
+    record(result, (target, users, rows, batching, trial), meter.result, before, after)
     if "generator_cpu_s" in result:
-        result["cpu_us_per_request"]["generator"] = round(result["generator_cpu_s"] * 1e6 / n, 1)
         result["generator_cpu_share"] = round(result["generator_cpu_s"] / max(result["wall_s"], 1e-9), 3)
     return result
 
