@@ -1,8 +1,9 @@
 """The core of a prediction: the body validated once, one upstream call with admission and metrics, the answer
 built as bytes.
 
-The request body is validated straight from the bytes: msgspec accepts the valid ones fast (`fast_request`),
-and whatever it refuses is judged by pydantic-core against the `PredictRequest` model the docs show (its verdict,
+The request body is validated straight from the bytes: a plain one (numbers with a point, no exponent) on its bytes
+alone (gateway/plain_body.py), others by msgspec, which accepts the valid ones fast (`fast_request`), and
+whatever it refuses is judged by pydantic-core against the `PredictRequest` model the docs show (its verdict,
 its 400/413/422 messages). The body is then forwarded upstream as it came: it already is TF Serving's row format and
 what the TorchServe handler reads. The answer is serialised once with orjson. No stdlib json, no second
 validation of the response model on the way out.
@@ -33,6 +34,7 @@ from gateway.errors import (
 )
 from gateway.metrics import GatewayMetrics
 from gateway.models import ServedModel, lookup
+from gateway.plain_body import plain_rows
 from gateway.routing import choose_backend, other
 from gateway.schemas import DEFAULT_WIDTH, RequestRules, request_rules
 from gateway.settings import Settings
@@ -44,18 +46,25 @@ def valid_rows(body: bytes, settings: Settings, rules: RequestRules | None = Non
     """The row count of a body known to be a valid prediction request for the model whose rules these are (the
     default model's by default), else 400/413/422."""
     rules = rules or request_rules(DEFAULT_WIDTH)
-    if body.count(b'"instances"') != 1 or b"\\" in body:  # a valid body names it once, unescaped
-        refuse_duplicate_keys(body)
-    try:
-        rows = len(rules.fast.decode(body).instances)
-    except msgspec.DecodeError:  # (ValidationError is one) not necessarily invalid: the pydantic schema says
-        try:
-            rows = len(rules.schema.model_validate_json(body).instances)  # type: ignore[attr-defined]
-        except ValidationError as exc:
-            raise invalid_request(exc.errors()) from None
+    rows = plain_rows(body, rules.width)  # a plain body, judged on its bytes alone (gateway/plain_body.py)
+    if rows is None:
+        rows = validated_rows(body, rules)
     if rows > settings.max_batch:
         raise PayloadTooLarge(f"batch of {rows} instances exceeds the limit of {settings.max_batch}")
     return rows
+
+
+def validated_rows(body: bytes, rules: RequestRules) -> int:
+    """The row count after the validators: msgspec's typed accept, else pydantic's verdict and messages."""
+    if body.count(b'"instances"') != 1 or b"\\" in body:  # a valid body names it once, unescaped
+        refuse_duplicate_keys(body)
+    try:
+        return len(rules.fast.decode(body).instances)
+    except msgspec.DecodeError:  # (ValidationError is one) not necessarily invalid: the pydantic schema says
+        try:
+            return len(rules.schema.model_validate_json(body).instances)  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            raise invalid_request(exc.errors()) from None
 
 
 def refuse_duplicate_keys(body: bytes) -> None:
