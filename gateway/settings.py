@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     torch_weight: float = Field(0.0, ge=0)
     failover: bool = False
 
-    # The pooled upstream client (gateway/upstream.py): "raw" (default: HTTP/1.1 keep-alive on asyncio streams, the
-    # cheapest per call), "aiohttp", or "httpcore" (httpx on its own transport, what the unit tests fake with respx).
-    upstream_transport: Literal["raw", "aiohttp", "httpcore"] = "raw"
+    # The pooled upstream client (gateway/upstream.py): "raw" (default: HTTP/1.1 keep-alive, an asyncio.Protocol
+    # feeding httptools, the cheapest per call), "stream" (the same client on asyncio streams,
+    # gateway/stream_upstream.py), "aiohttp", or "httpcore" (httpx on its own transport, what respx fakes).
+    upstream_transport: Literal["raw", "stream", "aiohttp", "httpcore"] = "raw"
     connect_timeout_s: float = Field(1.0, gt=0)
     request_timeout_s: float = Field(5.0, gt=0)
     readiness_timeout_s: float = Field(1.0, gt=0)
@@ -72,7 +73,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _backend_urls_speak_http(self) -> Settings:
         """Refused at start, not spoken as plain HTTP to a TLS port: the raw client speaks http:// only."""
-        allowed = ("http",) if self.upstream_transport == "raw" else ("http", "https")
+        allowed = ("http",) if self.upstream_transport in ("raw", "stream") else ("http", "https")
         for field in ("tf_url", "torch_url", "torch_management_url"):
             url = getattr(self, field)
             scheme = urlsplit(url).scheme

@@ -259,6 +259,10 @@ def new_upstream(base_url: str, backend: str, settings: Any, headers: dict[str, 
     """One pooled client per backend, created in the app's lifespan."""
     if settings.upstream_transport == "raw":
         return RawHttpUpstream(base_url, backend, settings, headers)
+    if settings.upstream_transport == "stream":
+        from gateway.stream_upstream import StreamHttpUpstream
+
+        return StreamHttpUpstream(base_url, backend, settings, headers)
     if settings.upstream_transport == "aiohttp":
         return AiohttpUpstream(base_url, backend, settings, headers)
     return HttpxUpstream(base_url, backend, settings, headers)

@@ -15,7 +15,7 @@ from gateway.settings import Settings
 from stack.launcher import free_port
 from tests.gateway.stub_http import Request, StubBackend, answer
 
-TRANSPORTS = ["raw", "aiohttp", "httpcore"]  # the default first
+TRANSPORTS = ["raw", "stream", "aiohttp", "httpcore"]  # the default first
 ROW = [0.25] * 64
 PROBS = [0.01] * 9 + [0.91]
 TF_PREDICT = ("POST", "/v1/models/digits:predict")
