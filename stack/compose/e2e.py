@@ -17,6 +17,10 @@ Steps (each timed; the last line says what passed or where it failed):
            through the gateway Service are right; then the bench component's Job (k8s/components/bench) runs
            a light bench against those pods, and its report comes out of its log as a user takes it, complete
            (stack/compose/k8s_pods.py)
+  k8s training  the training Jobs (k8s/components/training) under Docker the same way: the training image built
+           (its ~580 MiB wheelhouse), both Indexed Jobs with their 2 pods each rendezvousing through the Services'
+           names, a short run; every pod exits 0 and pod 0's log carries the report, whose figures parse
+           (stack/compose/k8s_training.py). About 1.5 min with the image cached, 6 min without (--skip-training)
   down     `down -v`, and nothing of the project is left (containers, networks, volumes)
 """
 
@@ -182,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip (exit 0) where no engine can be had; not under CI=true, where the e2e is required",
     )
     p.add_argument("--keep", action="store_true", help="leave the stack up at the end (for a look around)")
+    p.add_argument(
+        "--skip-training",
+        action="store_true",
+        help="leave out the training Jobs' pods (k8s/components/training: a ~580 MiB wheelhouse, a ~2.9 GB image)",
+    )
     args = p.parse_args(argv)
 
     cli, reason = engine_or_reason()
@@ -200,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         ("outage", lambda: outage(compose, run)),
         ("k8s pods", lambda: k8s_pods(compose)),
     ]
+    if not args.skip_training:
+        steps.append(("k8s training", lambda: k8s_training(compose)))
     return run_steps("compose e2e", compose, steps, args.keep)
 
 
@@ -430,6 +441,21 @@ def k8s_pods(compose: Compose) -> str:
     if kubectl is None:
         raise Failed("kubectl is missing (scripts/install-validators.sh installs it)")
     return run_pods(kubectl, compose.env["PYTHON_BASE_IMAGE"])
+
+
+def k8s_training(compose: Compose) -> str:
+    """The training Jobs' pods under Docker (stack/compose/k8s_training.py), on the images' base."""
+    import shutil
+
+    from stack.compose.images import TRAINING_WHEELS
+    from stack.compose.k8s_training import run_training
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise Failed("kubectl is missing (scripts/install-validators.sh installs it)")
+    start = time.monotonic()
+    wheelhouse((TRAINING_WHEELS,))
+    return f"wheelhouse in {time.monotonic() - start:.0f} s; " + run_training(kubectl, compose.env["PYTHON_BASE_IMAGE"])
 
 
 def down(compose: Compose) -> str:

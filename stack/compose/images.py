@@ -44,6 +44,9 @@ IMAGE_WHEELS = (
     ),
     ImageWheels("torchserve", ROOT / "stack" / "images" / "torchserve.requirements.txt"),
 )
+# The training image's (export/scaling/Dockerfile): torch + tensorflow-cpu, ~580 MiB, made by the e2e's k8s training
+# step (stack/compose/k8s_training.py), not with the stack's images.
+TRAINING_WHEELS = ImageWheels("training", ROOT / "export" / "scaling" / "requirements.txt")
 
 
 def _run(*cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -126,10 +129,10 @@ def _fingerprint(item: ImageWheels, constraints: Path) -> str:
     return h.hexdigest()
 
 
-def wheelhouse() -> Path:
-    """`.wheelhouse/<image>/` for every image, downloaded with this interpreter's pip (same platform and Python as
-    the images' 3.11) and the image's pins; a directory is reused while its inputs are unchanged."""
-    for item in IMAGE_WHEELS:
+def wheelhouse(images: tuple[ImageWheels, ...] = IMAGE_WHEELS) -> Path:
+    """`.wheelhouse/<image>/` for each of `images`, downloaded with this interpreter's pip (same platform and Python
+    as the images' 3.11) and the image's pins; a directory is reused while its inputs are unchanged."""
+    for item in images:
         dest = WHEELHOUSE / item.name
         stamp = dest / ".inputs"
         constraints = item.constraints

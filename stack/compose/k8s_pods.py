@@ -79,7 +79,7 @@ class PodRun:
     notes: list[str] = field(default_factory=list)
 
     def deployments(self) -> dict[str, dict[str, Any]]:
-        """The pods' owners by name: Deployments, and Jobs (one pod each here)."""
+        """The pods' owners by name: Deployments (one pod each here) and Jobs (an Indexed Job: `completions` pods)."""
         return {d["metadata"]["name"]: d for d in self.docs if d["kind"] in ("Deployment", "Job")}
 
     def config_maps(self) -> dict[str, dict[str, str]]:
@@ -93,21 +93,48 @@ class PodRun:
             if d["kind"] == "Service" and d["spec"].get("selector", {}).items() <= labels.items()
         ]
 
-    def start(self, name: str) -> None:
-        dep = self.deployments()[name]
-        spec = dep["spec"]["template"]["spec"]
-        labels = dep["spec"]["template"]["metadata"]["labels"]
-        holder = f"k8s-{name}"
+    def pod_meta(self, name: str, index: int | None = None) -> tuple[str, dict[str, str], dict[str, str]]:
+        """Pod `index` of `name`'s (or its one pod): its name, its labels (a Job's pods get the controller's) and its
+        fieldRef values (metadata.name, metadata.namespace, metadata.labels['...'])."""
+        owner = self.deployments()[name]
+        labels = dict(owner["spec"]["template"]["metadata"].get("labels", {}))
+        pod = name if index is None else f"{name}-{index}"
+        if owner["kind"] == "Job":
+            labels |= {"job-name": name, "batch.kubernetes.io/job-name": name}
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
+        fields = {f"metadata.labels['{k}']": v for k, v in labels.items()}
+        fields |= {"metadata.name": pod, "metadata.namespace": owner["metadata"].get("namespace", "default")}
+        return pod, labels, fields
+
+    def start(
+        self, name: str, index: int | None = None, env: dict[str, str] | None = None, limits: bool = False
+    ) -> str:
+        """Run the pod of Deployment or Job `name` (pod `index` of an Indexed Job, named `<job>-<index>` as the Job
+        controller names its hostname, reachable as `<job>-<index>.<subdomain>` with JOB_COMPLETION_INDEX set);
+        `env` overrides its containers' env values, `limits` gives them their resources.limits. Returns the pod's
+        name (its holder is `k8s-<pod>`)."""
+        spec = self.deployments()[name]["spec"]["template"]["spec"]
+        pod, labels, fields = self.pod_meta(name, index)
+        names, pod_env = [], dict(env or {})
+        if index is not None:  # the Job controller's: the pod's hostname and index
+            pod_env = {"JOB_COMPLETION_INDEX": str(index), **pod_env}
+            names = ["--hostname", pod]
+            if spec.get("subdomain"):
+                names += ["--network-alias", f"{pod}.{spec['subdomain']}"]
+        holder = f"k8s-{pod}"
         net = ["--network", NETWORK] + [a for alias in self.aliases(labels) for a in ("--network-alias", alias)]
-        _docker("run", "-d", "--name", holder, "--label", LABEL, *net, "--entrypoint", "sleep", self.holder_image,
-                "infinity")  # fmt: skip
-        volumes = self._volumes(name, spec)
+        _docker("run", "-d", "--name", holder, "--label", LABEL, *net, *names, "--entrypoint", "sleep",
+                self.holder_image, "infinity")  # fmt: skip
+        volumes = self._volumes(pod, spec)
         for ctr in spec.get("initContainers", []):
-            done = _docker(*self._run_args(name, spec, ctr, volumes, detach=False), check=False, timeout=300)
+            args = self._run_args(pod, spec, ctr, volumes, False, fields, pod_env, limits)
+            done = _docker(*args, check=False, timeout=300)
             if done.returncode != 0:
-                raise PodFailure(f"{name}: init container {ctr['name']} exited {done.returncode}: {done.stderr[-800:]}")
+                raise PodFailure(f"{pod}: init container {ctr['name']} exited {done.returncode}: {done.stderr[-800:]}")
         for ctr in spec["containers"]:
-            _docker(*self._run_args(name, spec, ctr, volumes, detach=True))
+            _docker(*self._run_args(pod, spec, ctr, volumes, True, fields, pod_env, limits))
+        return pod
 
     def _volumes(self, pod: str, spec: dict[str, Any]) -> dict[str, str]:
         """volume name -> a docker --mount source spec (without target)."""
@@ -133,8 +160,18 @@ class PodRun:
         return out
 
     def _run_args(
-        self, pod: str, spec: dict[str, Any], ctr: dict[str, Any], volumes: dict[str, str], detach: bool
+        self,
+        pod: str,
+        spec: dict[str, Any],
+        ctr: dict[str, Any],
+        volumes: dict[str, str],
+        detach: bool,
+        fields: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        limits: bool = False,
     ) -> list[str]:
+        """`docker run` for one container of `pod`: `fields` its fieldRef values (default: pod_meta's for a pod of
+        one), `env` extra and overriding values, `limits` its resources.limits as --cpus and --memory."""
         psc, csc = spec.get("securityContext", {}), ctr.get("securityContext", {})
         uid = csc.get("runAsUser", psc.get("runAsUser"))
         gid = csc.get("runAsGroup", psc.get("runAsGroup"))
@@ -150,9 +187,21 @@ class PodRun:
             args += ["--cap-drop", "ALL"]
         if csc.get("allowPrivilegeEscalation") is False:
             args += ["--security-opt", "no-new-privileges"]
-        for env in ctr.get("env", []):
-            if "value" in env:
-                args += ["-e", f"{env['name']}={env['value']}"]
+        if limits:
+            args += _limit_args(ctr.get("resources", {}).get("limits", {}))
+        if fields is None:
+            fields = self.pod_meta(pod)[2] if pod in self.deployments() else {}
+        values = {}
+        for var in ctr.get("env", []):
+            ref = var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            if "value" in var:
+                values[var["name"]] = var["value"]
+            elif ref in fields:
+                values[var["name"]] = fields[ref]
+            else:
+                raise PodFailure(f"{pod}/{ctr['name']}: env {var['name']} from {var.get('valueFrom')} is not simulated")
+        for key, value in {**values, **(env or {})}.items():
+            args += ["-e", f"{key}={value}"]
         for m in ctr.get("volumeMounts", []):
             ro = ",readonly" if m.get("readOnly") else ""
             args += ["--mount", f"{volumes[m['name']]},target={m['mountPath']}{ro}"]
@@ -242,9 +291,55 @@ class PodRun:
         except subprocess.TimeoutExpired as exc:
             tail = _docker("logs", "--tail", "20", container, check=False)
             raise PodFailure(f"{name}: not done within {timeout:.0f} s: {(tail.stdout + tail.stderr)[-1500:]}") from exc
-        logs = subprocess.run(["docker", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=60)  # fmt: skip
-        return int(waited.stdout.strip() or -1), logs.stdout
+        return int(waited.stdout.strip() or -1), _logs(container)
+
+    def run_indexed_job(self, name: str, env: dict[str, str], timeout: float) -> dict[int, tuple[int, str]]:
+        """Every pod of Indexed Job `name` at once (`completions` of them, each with its index, its limits, `env`
+        over its containers' env), to the end of all: {index: (exit status, its log)}. With backoffLimit 0 one
+        failed pod fails the Job, so the first non-zero exit ends the wait (the others would wait for it at the
+        next collective)."""
+        job = self.deployments()[name]
+        if job["spec"].get("completionMode") != "Indexed":
+            raise PodFailure(f"{name}: not an Indexed Job")
+        (ctr,) = job["spec"]["template"]["spec"]["containers"]
+        pods = {i: self.start(name, i, env, limits=True) for i in range(int(job["spec"].get("completions", 1)))}
+        containers = {i: f"k8s-{pod}-{ctr['name']}" for i, pod in pods.items()}
+        deadline = time.monotonic() + timeout
+        codes: dict[int, int] = {}
+        while len(codes) < len(pods):
+            for i, container in containers.items():
+                state = _docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container).stdout.split()
+                if i not in codes and state[0] in ("exited", "dead"):
+                    codes[i] = int(state[1])
+            if any(codes.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        logs = {i: _logs(c) for i, c in containers.items()}
+        if len(codes) < len(pods) and not any(codes.values()):
+            late = [i for i in pods if i not in codes]
+            tail = logs[late[0]][-1500:]
+            raise PodFailure(f"{name}: {', '.join(pods[i] for i in late)} not done within {timeout:.0f} s: {tail}")
+        return {i: (codes.get(i, -1), logs[i]) for i in pods}
+
+
+def _logs(container: str) -> str:
+    """The container's log as `kubectl logs` gives it: stdout and stderr together."""
+    return subprocess.run(["docker", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=60).stdout  # fmt: skip
+
+
+def _limit_args(limits: dict[str, str]) -> list[str]:
+    """A container's resources.limits as `docker run` flags: cpu ("1", "500m") -> --cpus, memory ("2Gi") -> --memory."""
+    args = []
+    if "cpu" in limits:
+        cpu = str(limits["cpu"])
+        args += ["--cpus", str(int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))]
+    if "memory" in limits:
+        units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+        mem = str(limits["memory"])
+        unit = next((u for u in sorted(units, key=len, reverse=True) if mem.endswith(u)), "")
+        args += ["--memory", str(int(float(mem.removesuffix(unit) or 0) * units.get(unit, 1)))]
+    return args
 
 
 def check_bench_report(log: str, into: Path) -> str:
