@@ -56,3 +56,16 @@ def test_no_ratio_over_a_passthrough_that_adds_nothing() -> None:
     finally:
         PASSTHROUGH_ADDS = saved
     assert tf["ratio_p50"] is None and tf["ratio_p50_interval"] is None and "passthrough" in tf["ratio_note"]
+
+
+def test_the_printed_goals_are_issue_24s() -> None:
+    """<= 1.25x the passthrough at 1 row and at 64 (no longer #12's 1.5x at 64), <= 400 µs gateway CPU at 1 row."""
+    from loadtest.report.tables import hop_table
+
+    table = summarize(runs(), [64])["table"]
+    assert {r["goal"] for r in table} == {1.25} and {r["cpu_goal_us"] for r in table} == {None}
+    one = [{**r, "rows": 1} for r in runs()]
+    assert {r["cpu_goal_us"] for r in summarize(one, [1])["table"]} == {400}
+    text = "\n".join(hop_table({"table": table + summarize(one, [1])["table"]}))
+    assert "1.5x" not in text and "(≤ 1.5)" not in text
+    assert "(≤ 1.25)" in text and "| 900 (≤ 400) |" in text and "| 900 |" in text
