@@ -29,12 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rows", type=_ints, default=None, help="rows per request, a dimension (default 1,64)")
     b.add_argument("--duration", type=float, default=None, help="seconds per trial (default 2.5)")
     b.add_argument("--trials", type=int, default=None, help="trials per point, interleaved (default 3)")
-    b.add_argument("--max-trials", type=int, default=None, help="trials for a point that does not settle (default 4)")
+    b.add_argument(
+        "--max-trials", type=int, default=None, help="trials for a point that does not settle (default 5; --quick 3)"
+    )
     b.add_argument(
         "--verdict-trials", type=int, default=5,
         help="minimum trials of the points the verdict reads (each side direct, batching off, fewest rows; default 5)",
     )  # fmt: skip
-    b.add_argument("--stable-within", type=float, default=0.10, help="spread allowed between trials (default 0.10)")
+    b.add_argument(
+        "--verdict-max-trials", type=int, default=0,
+        help="most trials of the points the verdict reads (default: one more than --verdict-trials)",
+    )  # fmt: skip
+    b.add_argument(
+        "--load-warmup", type=float, default=None,
+        help="seconds each target runs under load (the most users) before the sweep, discarded (default 2; --quick 1)",
+    )  # fmt: skip
+    b.add_argument(
+        "--stable-within", type=float, default=0.10, help="spread allowed between the last 3 trials (default 0.10)"
+    )
     b.add_argument(
         "--window", type=float, default=None,
         help="seconds a measurement window inside each trial's continuous load, after a discarded warm-up; a trial "
@@ -97,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("report", help="rewrite report.md, report.html and the plots from a summary.json")
     r.add_argument("folder", type=Path)
     r.add_argument("--plan-rate", type=float, default=None, help="re-plan capacity for this target rate (req/s)")
+    r.add_argument(
+        "--against", type=Path, default=None,
+        help="another run's folder: print both runs' verdicts side by side, whether they agree and why not",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -106,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest.report import write_report
 
         summary = json.loads((args.folder / "summary.json").read_text())
+        if args.against:
+            from loadtest.report.repeat import compare, markdown
+
+            names = (str(args.folder), str(args.against))
+            other = json.loads((args.against / "summary.json").read_text())
+            print(markdown(compare(summary, other, names), names))
+            return 0
         if args.plan_rate:
             summary["options"]["plan_rate_rps"] = args.plan_rate
         print(write_report(summary, args.folder))
@@ -160,8 +183,10 @@ def _run(args: argparse.Namespace, stamp: str) -> int:
         rows=args.rows or ([1] if quick else [1, 64]),
         duration_s=args.duration or (1.5 if quick else 2.5),
         trials=args.trials or 3,
-        max_trials=args.max_trials or (3 if quick else 4),
+        max_trials=args.max_trials or (3 if quick else 5),
         verdict_trials=args.verdict_trials,
+        verdict_max_trials=args.verdict_max_trials,
+        load_warmup_s=args.load_warmup if args.load_warmup is not None else (1.0 if quick else 2.0),
         stable_within=args.stable_within,
         window_s=args.window if args.window is not None else (0.4 if quick else 0.5),
         warmup_s=0.3 if quick else 0.5,

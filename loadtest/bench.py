@@ -5,11 +5,11 @@ requests) a native stack is started, the servers are asked what they run with (r
 asked for), warmed up, and measured:
 - start-up and footprint of each server, started alone (once per benchmark);
 - the sweep: for every rows-per-request value and concurrency level, `trials` rounds over every target, the order
-  rotated each round (ABAB, never AAABBB); a point whose throughput or p50 spreads more than `stable_within` over
-  its trials (one outlier left out from 4 trials on) gets more rounds, up to `max_trials`, and is marked unstable
-  if it never settles; the points
-  the verdict reads (each side direct, batching off, fewest rows) get at least `verdict_trials` (5) trials, the
-  values its bootstrap interval resamples;
+  rotated each round (ABAB, never AAABBB), after a warm-up under load of every target; a point settles when its
+  last 3 trials (3 of the last 4) agree within `stable_within` on throughput and p50 (perf_analyzer's rule, on
+  trials); one that has not gets more rounds, up to `max_trials`, and is marked unstable if it never settles; the
+  points the verdict reads (each side direct, batching off, fewest rows) get at least `verdict_trials` (5) trials,
+  the values its bootstrap interval resamples, and up to `verdict_max_trials`;
 - every run records exact latencies (HDR), the CPU time and peak memory of each server's process tree, the
   gateway's and the load generator's, and the servers' own latency metrics;
 - the SLO search: open-loop Poisson arrivals, exactly N a step, doubling then bisection to a bracket
@@ -65,8 +65,10 @@ class BenchOptions:
     rows: list[int] = field(default_factory=lambda: [1, 64])
     duration_s: float = 2.5
     trials: int = 3
-    max_trials: int = 4
+    max_trials: int = 5
     verdict_trials: int = 5  # the points a verdict reads (direct, batching off, fewest rows) get at least these
+    verdict_max_trials: int = 0  # ... and at most these; 0: one more than they get at least (or max_trials, if more)
+    load_warmup_s: float = 2.0  # each target under load (the plan's most users) before the sweep; 0: none
     stable_within: float = 0.10
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     batching: list[str] = field(default_factory=lambda: ["off"])
@@ -91,6 +93,11 @@ class BenchOptions:
     max_windows: int = 5
     min_answers: int = 50
     plan_rate_rps: float = 10_000.0  # the capacity plan's target rate (loadtest/report/capacity.py)
+
+    def verdict_bounds(self) -> tuple[int, int]:
+        """The fewest and the most trials of a point the verdict reads."""
+        least = max(self.trials, self.verdict_trials)
+        return least, max(self.max_trials, self.verdict_max_trials or least + 1, least)
 
 
 # ---- one run -----------------------------------------------------------------------------------------------------
@@ -277,6 +284,9 @@ def _pid(stack: NativeStack, name: str) -> int:
 
 
 # ---- the sweep ---------------------------------------------------------------------------------------------------
+AGREE = 3  # trials that must agree for a point to settle (perf_analyzer's stability window)
+
+
 def spread(values: list[float]) -> float:
     """(max - min) / median: the stability rule's measure."""
     mid = statistics.median(values)
@@ -284,14 +294,17 @@ def spread(values: list[float]) -> float:
 
 
 def is_stable(runs: list[dict[str, Any]], within: float) -> bool:
-    """Every trial's req/s and p50 within `within` of each other (range over median); from 4 trials on, one
-    outlier may be left out (one slow trial of four is the machine, not the point). A point with a trial that got
-    no good answer is never stable, nor one of fewer than 2 trials."""
+    """perf_analyzer's rule on trials: the most recent `AGREE` (3) trials agree, req/s and p50 each spreading no
+    more than `within` (range over median), with one outlier among the last 4 left out (one slow trial of four is
+    the machine, not the point). A sliding window, as perf_analyzer's over its measurement windows
+    (inference_profiler.cc, DetermineStability): more trials never make a point harder to settle, and a cold first
+    trial is outlived. Fewer than 2 trials never settle; with 2 both must agree. A point with a trial that got no
+    good answer never settles."""
     if len(runs) < 2 or any(_good(r) == 0 for r in runs):
         return False
-    drops: list[int | None] = [None, *range(len(runs))] if len(runs) >= 4 else [None]
-    for drop in drops:
-        kept = [r for i, r in enumerate(runs) if i != drop]
+    last = runs[-(AGREE + 1):]
+    groups = itertools.combinations(last, min(AGREE, len(last))) if len(last) > AGREE else [last]
+    for kept in groups:
         rps = [r["rps"] for r in kept]
         p50 = [r["latency"]["p50"] or 0.0 for r in kept]
         if spread(rps) <= within and spread(p50) <= within:
@@ -306,6 +319,10 @@ def _good(run: dict[str, Any]) -> int:
 def verdict_point(opts: BenchOptions, target: str, rows: int, batching: str) -> bool:
     """The points the report's verdict reads: each side called directly, batching off, the fewest rows."""
     return target in ("tf-direct", "torch-direct") and batching == "off" and rows == min(opts.rows)
+
+
+def verdict_bounds(opts: BenchOptions) -> tuple[int, int]:
+    return opts.verdict_bounds()
 
 
 def sweep(
@@ -324,7 +341,7 @@ def sweep(
         key = ("sweep", model, batching, rows, users)
         by_target: dict[str, list[dict[str, Any]]] = {t: [] for t in opts.targets}
         wanted = {
-            t: (max(opts.trials, opts.verdict_trials), max(opts.max_trials, opts.verdict_trials))
+            t: verdict_bounds(opts)
             if verdict_point(opts, t, rows, batching) else (opts.trials, opts.max_trials)
             for t in opts.targets
         }  # fmt: skip
@@ -537,9 +554,16 @@ def verify_settings(mode: str, stack: Running) -> dict[str, dict[str, object]]:
     return actual
 
 
-def warm_up(cfg: ServingURLs, targets: list[str], rows: int, n: int = 50) -> None:
+def warm_up(
+    cfg: ServingURLs, targets: list[str], rows: int, n: int = 50, load_s: float = 0.0, users: int = 1,
+    log: Log | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Every payload once per target (and at least `n` requests), so first-connection, lazy-init and first-payload
-    costs stay out of the figures (each run's own warm-up window then warms its connections and pools)."""
+    costs stay out of the figures; then, for `load_s` seconds, each target under `users` concurrent users (the
+    plan's most): TorchServe's JVM compiles its hot paths over thousands of requests, and the servers grow their
+    pools under concurrency, which a short sequential pass leaves to the first trials (measured: a cold first
+    trial ran at 60 % of the next four). Each run's own warm-up window then warms its connections. Returns the
+    load runs (discarded from the figures, kept in the summary)."""
     bodies = [p.body for p in payloads(rows)]
     with httpx.Client(timeout=10, headers={"content-type": "application/json"}) as client:
         for target in targets:
@@ -548,6 +572,15 @@ def warm_up(cfg: ServingURLs, targets: list[str], rows: int, n: int = 50) -> Non
                 r = client.post(base + path, content=bodies[i % len(bodies)])
                 if r.status_code != 200:
                     raise StageFailed(f"warm-up of {target} answered {r.status_code}: {r.text[:300]}")
+    runs = []
+    for target in targets if load_s > 0 else []:
+        got = run_lean(cfg, target, users, load_s, rows)
+        runs.append({"target": target, "users": users, "rows": rows, "seconds": load_s, "ok": got.get("ok"),
+                     "failures": got["failures"], "rps": got["rps"]})  # fmt: skip
+        if log:
+            log(f"   warm-up under load: {target:16s} {users} users {load_s:g} s, {got['rps']:8.1f} req/s, "
+                f"failures {got['failures']}")  # fmt: skip
+    return runs
 
 
 @contextmanager
@@ -603,8 +636,10 @@ def bench_plan(opts: BenchOptions, stack: Running | None = None) -> list[Stage]:
         for mode, rows_list in stack_plan(opts):
             if stack is None or i > 0:
                 stages.append(Stage(("stack", model, mode, rows_list[0]), 1, 20.0))
+            for rows in rows_list if opts.load_warmup_s > 0 else []:
+                stages.append(Stage(("warmup", model, mode, rows), 1, len(opts.targets) * (opts.load_warmup_s + 1)))
             for rows, users in itertools.product(rows_list, opts.users):
-                most = sum(max(opts.max_trials, opts.verdict_trials) if verdict_point(opts, t, rows, mode)
+                most = sum(verdict_bounds(opts)[1] if verdict_point(opts, t, rows, mode)
                            else opts.max_trials for t in opts.targets)  # fmt: skip
                 stages.append(Stage(("sweep", model, mode, rows, users), most, trial_s))
             if opts.overhead and mode == "off" and gateway_targets and not external and i == 0:
@@ -650,6 +685,7 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
     started = time.time()
     runs: list[dict[str, Any]] = []
     slo: list[dict[str, Any]] = []
+    warmups: list[dict[str, Any]] = []
     in_force: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
     external = stack is not None and not isinstance(stack, NativeStack)
@@ -675,7 +711,10 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
                 log(f"== settings in force ({key}), as the servers report them: {in_force[key]}")
                 for rows in rows_list:
                     log(f"== warm-up, rows {rows}")
-                    warm_up(running.cfg, opts.targets, rows)
+                    warmups += warm_up(running.cfg, opts.targets, rows, load_s=opts.load_warmup_s,
+                                       users=max(opts.users), log=log)  # fmt: skip
+                    if opts.load_warmup_s > 0:
+                        progress.step(("warmup", name, mode, rows), f"warm-up under load, rows {rows}")
                     log(
                         f"== sweep: model {spec.name}, batching {mode}, rows {rows}, users {opts.users}, "
                         f"{opts.trials}+ trials x {opts.duration_s:g}s"
@@ -709,6 +748,7 @@ def bench(opts: BenchOptions, out: Path, stack: Running | None = None, log: Log 
         "startup": startup,
         "points": aggregate(runs, opts.stable_within),
         "runs": [{k: v for k, v in r.items() if k != "hdr"} for r in runs],
+        "warmups": warmups,
         "slo": slo,
         "overhead": overhead,
         "models": [

@@ -55,5 +55,20 @@ def environment(cfg: StackConfig, opts: Any, batching_on: dict[int, dict[str, st
         "ts_workers": cfg.ts_workers,
         "runtime_threads": f"{cfg.runtime_threads} (TF intra-op and inter-op; torch threads per TorchServe worker)",
         "load_generator": DRIVERS.get(opts.driver, opts.driver),
-        "trials": f"{opts.trials} to {opts.max_trials} per point, {opts.duration_s:g} s each, interleaved",
+        "trials": trials_text(opts),
     }
+
+
+def trials_text(opts: Any) -> str:
+    """How many trials a point got and how long each was, as the summary line reads it."""
+    if opts.driver == "lean" and opts.window_s:
+        each = (f"each one continuous load: a {opts.warmup_s:g} s warm-up, then {opts.window_s:g} s windows until "
+                f"the last 3 agree within {opts.stable_within:.0%} (at most {opts.max_windows})")  # fmt: skip
+    else:
+        each = f"{opts.duration_s:g} s each"
+    least, most = opts.verdict_bounds()
+    text = (f"{opts.trials} to {opts.max_trials} per point ({least} to {most} for the points the verdict reads), "
+            f"interleaved, until the last 3 agree within {opts.stable_within:.0%}; {each}")  # fmt: skip
+    if getattr(opts, "load_warmup_s", 0):
+        text += f"; every target first warmed under load for {opts.load_warmup_s:g} s"
+    return text

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from loadtest.bench import BenchOptions, is_stable, run_lean, sweep
+from loadtest.bench import BenchOptions, is_stable, run_lean, sweep, warm_up
 from loadtest.measure import latency
 from loadtest.measure.processes import TreeMeter
 from loadtest.payloads import payloads
@@ -214,6 +214,40 @@ def test_an_outlier_is_outlived_and_empty_trials_never_settle() -> None:
     assert not is_stable(two_outliers, 0.10)
     empty = [_fake_run("t", 1, 1, "off", i, 0.0, ok=0) | {"latency": {"p50": None}} for i in range(3)]
     assert not is_stable(empty, 0.10)
+
+
+def test_more_trials_never_make_a_point_harder_to_settle() -> None:
+    """perf_analyzer's window on trials: the last 3 (3 of the last 4) must agree, not every trial so far. Under the
+    old rule (range over all trials, one left out) [900, 1120, 1000, 880, 1010, 1005] could never settle, though
+    three of its last four agree; here it settles at the sixth. A cold first trial at 60 % is outlived
+    as soon as three agree after it; an early agreement does not settle a point whose last trials scatter."""
+    def runs(values: list[float]) -> list[dict[str, Any]]:
+        return [_fake_run("t", 1, 1, "off", i, v) for i, v in enumerate(values)]
+
+    scattered = [900.0, 1120.0, 1000.0, 880.0, 1010.0, 1005.0]
+    assert not any(is_stable(runs(scattered[:n]), 0.10) for n in range(1, 6))
+    assert is_stable(runs(scattered), 0.10)
+    assert not is_stable(runs([600.0, 1000.0, 1010.0]), 0.10)
+    assert is_stable(runs([600.0, 1000.0, 1010.0, 1005.0]), 0.10)
+    assert not is_stable(runs([1000.0, 1005.0, 1010.0, 800.0, 1200.0]), 0.10)  # the last 4 hold only 2 that agree
+    assert is_stable(runs([1000.0, 1050.0]), 0.10) and not is_stable(runs([1000.0, 1150.0]), 0.10)
+    p50s = runs([1000.0, 1000.0, 1000.0])  # req/s agree, p50 does not
+    for r, p50 in zip(p50s, [1.0, 1.3, 1.0], strict=True):
+        r["latency"]["p50"] = p50
+    assert not is_stable(p50s, 0.10)
+
+
+def test_the_warm_up_runs_every_target_under_load_before_the_sweep() -> None:
+    """The sequential pass answers every payload; then each target runs under the given users for the given
+    seconds (a server that is slow for its first 300 requests is past them when the sweep starts)."""
+    served: list[float] = []
+    with stub_model_server(served_ms=served, slow_first=(300, 0.001)) as port:
+        lines: list[str] = []
+        runs = warm_up(_cfg(port), ["tf-direct"], 1, n=5, load_s=0.6, users=4, log=lines.append)
+    assert [(r["target"], r["users"], r["failures"]) for r in runs] == [("tf-direct", 4, 0)]
+    assert runs[0]["ok"] and runs[0]["ok"] > 300 - 5 and len(served) >= 300
+    assert len(lines) == 1 and "warm-up under load" in lines[0] and "tf-direct" in lines[0]
+    assert warm_up(_cfg(port), [], 1, load_s=0.6) == []
 
 
 def test_the_points_a_verdict_reads_get_enough_trials_for_an_interval(tmp_path) -> None:  # type: ignore[no-untyped-def]

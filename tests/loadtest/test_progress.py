@@ -88,7 +88,7 @@ def run_fake_bench(
     monkeypatch.setattr(bench_mod, "_startup", lambda base, out, log, repeats: log("== start-up") or startup)
     monkeypatch.setattr(bench_mod, "stack_for", stack_for)
     monkeypatch.setattr(bench_mod, "verify_settings", lambda mode, stack: {"tf": {"batching": False}})
-    monkeypatch.setattr(bench_mod, "warm_up", lambda cfg, targets, rows: None)
+    monkeypatch.setattr(bench_mod, "warm_up", lambda cfg, targets, rows, **kw: [])
     monkeypatch.setattr(bench_mod, "measure_windows", fake_run)
     monkeypatch.setattr(bench_mod, "run_lean", fake_lean)
     monkeypatch.setattr(overhead_mod, "measure_overhead", fake_overhead)
@@ -100,7 +100,8 @@ def run_fake_bench(
 def small_options() -> BenchOptions:
     return BenchOptions(
         users=[1, 4], rows=[1], targets=["tf-direct", "torch-direct", "gateway-tf", "gateway-torch"],
-        trials=2, max_trials=3, verdict_trials=3, startup_repeats=3, overhead_trials=2,
+        trials=2, max_trials=3, verdict_trials=3, verdict_max_trials=3, startup_repeats=3, overhead_trials=2,
+        load_warmup_s=0.0,
         slo_start_rps=100.0, slo_max_steps=4, slo_refine_steps=2, slo_arrivals=100,
     )  # fmt: skip
 
