@@ -12,6 +12,21 @@ from typing import Any
 from stack.config import ROOT
 
 
+def _cores(text: str) -> dict[str, float]:
+    """`2` (both backends) or `tf=2,torch=1.5`: cores, each > 0."""
+    try:
+        if "=" not in text:
+            pairs = {"tf": float(text), "torch": float(text)}
+        else:
+            pairs = {k.strip(): float(v) for k, v in (part.split("=", 1) for part in text.split(","))}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: N, or tf=N,torch=M ({exc})") from exc
+    bad = [k for k, v in pairs.items() if k not in ("tf", "torch") or not v > 0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: backends are tf and torch, cores > 0 (not {', '.join(bad)})")
+    return pairs
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -92,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--torch-management-url", default="", help="endpoints: TorchServe's management URL (optional)")
     d.add_argument("--prometheus", default="", help="endpoints: Prometheus base URL for each pod's CPU and memory")
     d.add_argument("--namespace", default="servecompare", help="endpoints: the pods' namespace (Prometheus labels)")
+    d.add_argument(
+        "--server-cores", type=_cores, default={},
+        help="endpoints: the cores each backend's pods may use together (their CPU limits summed), for the capacity "
+        "plan: N for both, or tf=N,torch=M",
+    )  # fmt: skip
     o = sub.add_parser(
         "overhead",
         help="the gateway's added latency and CPU vs calling the backend directly and vs a bare passthrough",
@@ -250,7 +270,8 @@ def _bench_on(args: argparse.Namespace, opts: Any, out: Path, bench: Any) -> dic
         urls = Endpoints(StackConfig.load().model_name, args.tf_url.rstrip("/"), args.torch_url.rstrip("/"),
                          args.gateway_url.rstrip("/"), args.torch_metrics_url.rstrip("/"),
                          args.torch_management_url.rstrip("/"))  # fmt: skip
-        deployment = open_deployment("endpoints", urls=urls, prometheus=args.prometheus, namespace=args.namespace)
+        deployment = open_deployment("endpoints", urls=urls, prometheus=args.prometheus, namespace=args.namespace,
+                                     server_cores=args.server_cores)  # fmt: skip
     deployment.up(print)
     try:
         return dict(bench(opts, out, stack=deployment))

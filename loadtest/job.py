@@ -11,7 +11,8 @@ no `kubectl exec`/`cp` (a completed pod can't be exec'd) and no permission beyon
 
 Settings from the environment (the Job's): BENCH_PROMETHEUS_URL adds `--prometheus` (each pod's CPU and memory from
 cAdvisor's series), POD_NAMESPACE (the downward API) adds `--namespace`, BENCH_WAIT_S is how long to wait for the
-three URLs to answer first (default 0: once), BENCH_REPORTS is where the folder is made (default /reports).
+three URLs to answer first (default 0: once), BENCH_REPORTS is where the folder is made (default /reports),
+BENCH_SERVER_CORES adds `--server-cores` (the cores each backend's pods may use together, for the capacity plan).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def bench_command(bench_args: list[str], out: Path, env: dict[str, str]) -> list
         cmd += ["--prometheus", env["BENCH_PROMETHEUS_URL"]]
     if env.get("POD_NAMESPACE") and "--namespace" not in given:
         cmd += ["--namespace", env["POD_NAMESPACE"]]
+    if env.get("BENCH_SERVER_CORES") and "--server-cores" not in given:
+        cmd += ["--server-cores", env["BENCH_SERVER_CORES"]]
     return cmd
 
 

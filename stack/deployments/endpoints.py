@@ -65,10 +65,16 @@ class PrometheusMeter:
 class EndpointsDeployment:
     kind = "endpoints"
 
-    def __init__(self, urls: Endpoints, prometheus: str = "", namespace: str = "servecompare") -> None:
+    def __init__(
+        self, urls: Endpoints, prometheus: str = "", namespace: str = "servecompare",
+        server_cores: dict[str, float] | None = None,
+    ) -> None:  # fmt: skip
+        """`server_cores`: the cores each backend's pods may use together (their CPU limits summed), as the user
+        knows them: from outside they cannot be read, and the capacity plan needs them."""
         self.urls = urls
         self.prometheus = prometheus
         self.namespace = namespace
+        self.server_cores = dict(server_cores or {})
 
     @property
     def cfg(self) -> Endpoints:
@@ -121,7 +127,7 @@ class EndpointsDeployment:
                 "gateway": self.urls.gateway_url,
             },
             "cost": cost,
-            "server_cores": {},  # unknown from outside: the capacity plan says so
+            "server_cores": self.server_cores,  # unknown from outside unless given: the capacity plan says so
             "generator_shares_machine": False,
             "local": False,
         }

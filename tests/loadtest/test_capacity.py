@@ -133,6 +133,34 @@ def test_a_container_limit_is_the_cores_the_server_could_use() -> None:
     assert tf.cores_available == 1.0 and tf.utilisation == pytest.approx(0.4) and tf.hpa_target_pct == 40
 
 
+def test_a_deployment_given_by_urls_plans_only_with_the_cores_its_user_gives() -> None:
+    """The endpoints kind cannot see its pods' cores: without `--server-cores` the plan says so; with them it plans
+    as for a container limit (the describe() of the deployment is what summary.json carries)."""
+    from stack.deployments import Endpoints
+    from stack.deployments.endpoints import EndpointsDeployment
+
+    urls = Endpoints("digits", "http://tf", "http://ts", "http://gw")
+    unknown = summary(TF, TF, deployment=EndpointsDeployment(urls).describe())
+    (tf, _) = capacity.plans(unknown)
+    assert "the cores the server could use are not known (a deployment given by URLs)" in tf.refused
+    given = summary(TF, TF, deployment=EndpointsDeployment(urls, server_cores={"tf": 1.0, "torch": 2.0}).describe())
+    (tf, torch) = capacity.plans(given)
+    assert not tf.refused and tf.cores_available == 1.0 and tf.utilisation == pytest.approx(0.4)
+    assert torch.cores_available == 2.0
+
+
+def test_server_cores_on_the_command_line() -> None:
+    import argparse
+
+    from loadtest.__main__ import _cores
+
+    assert _cores("2") == {"tf": 2.0, "torch": 2.0}
+    assert _cores("tf=4, torch=1.5") == {"tf": 4.0, "torch": 1.5}
+    for bad in ("0", "tf=2,gpu=1", "x", "tf=-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _cores(bad)
+
+
 def test_step_cost_divides_by_the_drivers_wall_time() -> None:
     cost = step_cost({"wall_s": 4.0, "generator_cpu_s": 1.0}, {"cpu_s": 2.0, "cpu_share": 0.3, "peak_rss_mb": 1})
     assert cost == {"generator_cpu_cores": 0.25, "server_cpu_cores": 0.5}

@@ -111,6 +111,9 @@ def test_the_bench_command_takes_the_jobs_environment() -> None:
     given = job.bench_command([*args, "--prometheus=http://other:9090"], Path("/r"), env)
     assert given.count("--prometheus") == 0 and "--prometheus=http://other:9090" in given
     assert job.bench_command(args, Path("/r"), {"BENCH_PROMETHEUS_URL": ""})[8:] == args
+    cores = job.bench_command(args, Path("/r"), {"BENCH_SERVER_CORES": "tf=4,torch=2"})
+    assert cores[8:] == [*args, "--server-cores", "tf=4,torch=2"]
+    assert job.bench_command([*args, "--server-cores=1"], Path("/r"), {"BENCH_SERVER_CORES": "4"}).count("4") == 0
 
 
 def test_nothing_answering_fails_the_job_without_a_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
