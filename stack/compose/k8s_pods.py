@@ -8,6 +8,8 @@ read-only root filesystem where the spec says so, no capabilities and no-new-pri
 liveness probe must pass, and a prediction through the gateway's Service must be right on both backends. Then the
 bench component's Job (k8s/components/bench) runs as a pod against those pods, with lighter bench options, and its
 report must come out of its log as a user takes it (awk | base64 -d | tar, see loadtest/job.py) and be complete.
+An Indexed Job's pods run all at once, each with its index, hostname and DNS name under the Job's subdomain, and
+with its containers' resources.limits (k8s_training.py runs the training Jobs so).
 
 Substitutions where the registry can't give an image, said in the output: the TF Serving container runs the
 compatible server (`python -m stack.tfserving_compat`, the same args), TorchServe the self-built image, the models

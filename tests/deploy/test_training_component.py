@@ -148,3 +148,16 @@ def test_the_pods_commands_rendezvous_through_pod_zero() -> None:
         "cluster": {"worker": ["training-tensorflow-0.training:2222", "training-tensorflow-1.training:2222"]},
         "task": {"type": "worker", "index": 1},
     }
+
+
+def test_the_training_overlay_applies_the_jobs_alone(tmp_path: Path) -> None:
+    """k8s/overlays/training, as `kubectl apply -k` takes it (and the e2e's k8s training step renders it): the
+    component's objects only, in the stack's namespace, valid against the API schemas."""
+    path = tmp_path / "overlay-training.yaml"
+    path.write_text(render(ROOT / "k8s" / "overlays" / "training"))
+    result = kube_validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    docs = objects(path)
+    assert sorted(d["kind"] for d in docs) == ["Job", "Job", "NetworkPolicy", "Service"]
+    assert {d["metadata"].get("namespace") for d in docs} == {"servecompare"}
+    assert hardening_faults(docs) == []
