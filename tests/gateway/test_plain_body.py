@@ -18,6 +18,8 @@ from gateway.service import valid_rows
 from gateway.settings import Settings
 from loadtest.payloads import payloads
 from stack.config import StackConfig
+from tests.gateway.stub_http import StubBackend
+from tests.gateway.test_error_paths import PROBS, TF_PREDICT, TS_PREDICT, _json, gateway
 
 N = StackConfig.load().n_features
 
@@ -124,3 +126,36 @@ def test_invalid_bodies_are_still_refused(case: str) -> None:
 def test_valid_bodies_it_leaves_to_the_validators_are_still_valid(body: str) -> None:
     assert plain_rows(body.encode(), N) is None
     assert valid_rows(body.encode(), Settings()) == 1
+
+
+def test_through_the_routes_plain_bodies_skip_the_validators_and_invalid_ones_never_leave(
+    stub: StubBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both backends: a plain 64-row body is taken without the validators and reaches the backend byte for byte;
+    every invalid body above gets its status from the route and nothing reaches a backend."""
+    from gateway import service
+
+    validated: list[bytes] = []
+    real = service.validated_rows
+
+    def spy(body: bytes, rules: object) -> int:
+        validated.append(body)
+        return real(body, rules)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "validated_rows", spy)
+    answer = _json(200, {"predictions": [PROBS] * 64})
+    stub.answers[TF_PREDICT] = stub.answers[TS_PREDICT] = answer
+    plain = payloads(64)[0].body
+    with gateway(stub, "raw") as c:
+        for route in ("/predict/tf", "/predict/torch"):
+            r = c.post(route, content=plain, headers={"content-type": "application/json"})
+            assert r.status_code == 200 and len(r.json()["labels"]) == 64, r.text
+        assert validated == []
+        sent = [r.body for r in stub.server.requests if r.method == "POST"]
+        assert sent == [plain, plain]
+        for case, (body, status) in REFUSED.items():
+            for route in ("/predict/tf", "/predict/torch"):
+                r = c.post(route, content=body.encode(), headers={"content-type": "application/json"})
+                assert r.status_code == status and "error" in r.json(), (case, route, r.text)
+    assert len([r for r in stub.server.requests if r.method == "POST"]) == 2
+    assert len(validated) == 2 * len(REFUSED) - 2  # "too many rows" is plain: refused by the batch limit alone
