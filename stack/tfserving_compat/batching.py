@@ -102,11 +102,12 @@ class Batcher:
             raise invalid(f"Task size {n} is larger than maximum input batch size {self.params.max_batch_size}")
         # The task holds its version, so the version's id is not reused while the task waits.
         queue_key = (id(version), signature)
-        queue = self._queues.setdefault(queue_key, _Queue())
+        queue = self._queues.get(queue_key) or _Queue()
         if math.ceil((queue.rows + n) / self.params.max_batch_size) > self.params.max_enqueued_batches:
             raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
         key = (id(version), signature, tuple(sorted((k, v.shape[1:], v.dtype.str) for k, v in inputs.items())))
         future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
+        self._queues[queue_key] = queue  # kept only with a task in it: a worker starts on a queue that has one
         queue.rows += n
         queue.tasks.put_nowait(_Task(key, version, signature, inputs, n, future))
         self._start_worker(queue_key)

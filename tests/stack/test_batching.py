@@ -534,3 +534,46 @@ def test_a_batch_that_fails_outside_the_model_call_still_answers_every_caller(
         assert all(isinstance(r, ServingError) and r.message == unsplittable for r in results), results
     outputs["y"] = np.zeros(3)  # one row each: answered
     assert [r["y"].tolist() for r in asyncio.run(scenario())] == [[0.0]] * 3  # type: ignore[index]
+
+
+def test_rows_taken_into_a_batch_no_longer_count_against_the_queue() -> None:
+    """One batch thread, busy with batch A; batch B is formed and waits for the thread; C waits in the queue. With one
+    batch allowed in the queue (2 rows), B and C are accepted (A's and B's rows left the queue when they were taken),
+    D is refused while C waits, and all three accepted requests are answered once the model returns."""
+    release = threading.Event()
+
+    def run(_m: object, _s: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        release.wait(10)
+        return {"y": inputs["x"]}
+
+    async def scenario() -> tuple[list[dict[str, np.ndarray]], ServingError | None]:
+        params = BatchingParameters(
+            max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1, num_batch_threads=1
+        )
+        batcher = Batcher(params, run)
+        batcher.start()
+        taken = _tell_when_taken(batcher)
+        model = _Model(1.0)
+        try:
+            accepted = []
+            for i in range(3):  # A, B, C: each taken into a batch (A, B) or waiting alone in the queue (C)
+                taken.clear()
+                accepted.append(asyncio.create_task(batcher.submit(model, "", {"x": _rows(i, 2)})))
+                if i < 2:
+                    await taken.wait()
+            while _waiting(batcher) < 1:
+                await asyncio.sleep(0)
+            refused = None
+            try:
+                await batcher.submit(model, "", {"x": _rows(3, 1)})
+            except ServingError as exc:
+                refused = exc
+            release.set()
+            return await asyncio.wait_for(asyncio.gather(*accepted), 10), refused
+        finally:
+            release.set()
+            await batcher.stop()
+
+    answers, refused = asyncio.run(scenario())
+    assert [a["y"].tolist() for a in answers] == [_rows(i, 2).tolist() for i in range(3)]
+    assert refused is not None and refused.code == "UNAVAILABLE"
