@@ -325,3 +325,21 @@ def test_a_refused_connection_is_a_503_on_every_transport() -> None:
     for transport in TRANSPORTS:
         out = asyncio.run(run(transport))
         assert isinstance(out, BackendUnavailable) and out.extra == {"backend": "tf"}, (transport, out)
+
+
+def test_the_stream_transport_is_built_as_asked_and_forwards_its_headers() -> None:
+    from gateway.stream_upstream import StreamHttpUpstream
+
+    async def run() -> tuple[Any, Any, ScriptedServer]:
+        server = ScriptedServer(_ok)
+        port = await server.start()
+        up = new_upstream(f"http://127.0.0.1:{port}", "tf", Settings(upstream_transport="stream"), {"X-A": "1"})
+        try:
+            return up, await asyncio.wait_for(up.post("/p", b"{}"), 10), server
+        finally:
+            await up.aclose()
+            server.close()
+
+    up, out, server = asyncio.run(run())
+    assert type(up) is StreamHttpUpstream and out == (200, b"ok")
+    assert server.requests[0].headers["x-a"] == "1"
