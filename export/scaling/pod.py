@@ -87,7 +87,8 @@ def main() -> int:
 
     result = json.loads(out.read_text())
     result["plan"] = asdict(plan)
-    report = write_report([result], reports, devices=describe(), tensorboard_dir=None)
+    placement = f"its own pod of the Indexed Job {setting('SCALING_JOB')} (one container)"
+    report = write_report([result], reports, devices=describe(), tensorboard_dir=None, placement=placement)
     print(report.read_text(), flush=True)
     print(SUMMARY_MARK + json.dumps(json.loads((reports / "summary.json").read_text())["rows"]), flush=True)
     return 0

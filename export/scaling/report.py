@@ -46,13 +46,15 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_report(
-    results: list[dict[str, Any]], out: Path, devices: dict[str, str], tensorboard_dir: Path | None
-) -> Path:
+    results: list[dict[str, Any]], out: Path, devices: dict[str, str], tensorboard_dir: Path | None,
+    placement: str = "its own process on loopback",
+) -> Path:  # fmt: skip
+    """summary.json, scaling.png and report.md in `out`; `placement` says where each worker ran."""
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(results)
     (out / "summary.json").write_text(json.dumps({"rows": rows, "devices": devices, "raw": results}, indent=2))
     plot(rows, out / "scaling.png", rows[0]["model"] if rows else "")
-    (out / "report.md").write_text(markdown(rows, devices, tensorboard_dir))
+    (out / "report.md").write_text(markdown(rows, devices, tensorboard_dir, placement))
     return out / "report.md"
 
 
@@ -87,7 +89,10 @@ def plot(rows: list[dict[str, Any]], path: Path, model: str) -> None:
     plt.close(fig)
 
 
-def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_dir: Path | None) -> str:
+def markdown(
+    rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_dir: Path | None,
+    placement: str = "its own process on loopback",
+) -> str:  # fmt: skip
     model = rows[0]["model"] if rows else "?"
     params = rows[0]["parameters"] if rows else 0
     lines = [
@@ -96,7 +101,7 @@ def markdown(rows: list[dict[str, Any]], devices: dict[str, str], tensorboard_di
         f"Model: `{model}` (models.toml), {params:,} weights.",
         "",
         f"Devices: PyTorch on `{devices.get('pytorch')}`, TensorFlow on `{devices.get('tensorflow')}`. "
-        "Each worker is its own process on loopback, limited to one thread; "
+        f"Each worker is {placement}, limited to one thread; "
         f"global batch {rows[0]['global_batch'] if rows else '?'} split evenly across workers, Adam at the same "
         "learning rate for every N, the same seeded split and epoch order. Epoch time is the median of all epochs "
         "but the first; efficiency is samples/s ÷ (N × samples/s at N = 1) of the same framework.",

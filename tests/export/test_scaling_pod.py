@@ -55,6 +55,7 @@ def test_two_pods_train_and_pod_zero_reports(framework: str, tmp_path: Path) -> 
     assert (row["framework"], row["workers"], row["epochs"], row["model"]) == (framework, 2, 2, "digits")
     assert row["final_accuracy"] >= 0.85 and row["probe_rounds"] > 0 and row["allreduce_ms"] > 0
     assert "## Where a step's time goes" in logs[0] and (tmp_path / "pod0" / "report.md").exists()
+    assert f"Each worker is its own pod of the Indexed Job training-{framework} " in logs[0]  # not "on loopback"
     assert not (tmp_path / "pod1" / "report.md").exists()
     if framework == "pytorch":
         assert "--rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:" in logs[1]
