@@ -402,3 +402,33 @@ def test_a_side_missing_from_the_cpu_values_has_none() -> None:
 
 def test_a_summary_without_slo_searches_says_not_measured() -> None:
     assert slo_line({"options": {}})["text"] == "no verdict: not measured for both sides"
+
+
+def test_the_same_values_give_the_same_interval_every_time() -> None:
+    """The bootstrap is seeded from the dimension's name: one summary.json, one verdict (noisy trials here)."""
+    values = {"tf": [1.0, 1.3, 0.8, 1.1, 0.9], "torch": [1.2, 0.9, 1.5, 1.0, 1.3]}
+    assert decide("latency", values, "ms", True, 0.05) == decide("latency", values, "ms", True, 0.05)
+
+
+def test_ratios_are_shown_to_two_places_and_the_interval_to_three() -> None:
+    line = decide("d", {"tf": flat(7.0), "torch": flat(3.0)}, "ms", True, 0.05)
+    assert line["ratio"] == 2.33 and line["ratio_interval"] == [2.33, 2.33] and line["interval"] == [0.429, 0.429]
+    line = slo_line(slo_summary([1000, 1100], [300, 600]))
+    assert line["ahead"] == "tf" and line["ratio"] == 1.67
+
+
+def test_a_bracket_broken_below_one_request_a_second_is_still_broken() -> None:
+    assert bracket({"steps": [step(0.5, False)]}) == (None, 0.5)
+
+
+def test_each_sides_first_broken_step_is_read_even_if_the_other_never_broke() -> None:
+    tf = [500, None, [step(500, True)]]
+    torch = [550, 600, [step(600, False, "2 failures")]]
+    line = slo_line(slo_summary(tf, torch))
+    assert line["reasons"] == ["TorchServe's first broken step (600 req/s): 2 failures"]
+    tf = [400, 500, [step(500, False, "the generator fell behind its schedule")]]
+    line = slo_line(slo_summary(tf, torch))
+    assert line["text"].startswith(
+        "no verdict: TF side's first broken step (500 req/s): the generator fell behind its schedule; "
+        "TorchServe's first broken step (600 req/s): 2 failures ("
+    )
