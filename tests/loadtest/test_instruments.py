@@ -102,21 +102,25 @@ def _cfg(port: int) -> StackConfig:
 
 def test_sub_millisecond_resolution() -> None:
     """A server that takes a known 1.3 ms more: the measured p50 moves by what the server really added (1.3 ms, plus
-    any overshoot or preemption of its busy-wait, which it measures itself). Within 0.1 ms (< 8 %): a client that
-    waits 1.3 ms idle wakes up tens of µs later than one that waits 0.1 ms, which is the machine, not the
-    instrument. Whole-ms buckets would show 1.0 or 2.0."""
+    any overshoot or preemption of its busy-wait, which it measures itself). Within 0.1 ms (< 8 %) plus the
+    machine's own drift, measured: the plain server is run before and after (A B A), and the two A's p50s differ
+    by what the machine moved in between (capped at 0.25 ms, still far below the 0.3-0.7 ms a whole-ms bucket would
+    be off: 1.0 or 2.0 for 1.3). A client that waits 1.3 ms idle also wakes up tens of µs later than one that
+    waits 0.1 ms, which is the machine, not the instrument."""
     import statistics
 
-    p50, served = {}, {}
-    for delay in (0.0, 0.0013):
+    p50, served = [], []
+    for delay in (0.0, 0.0013, 0.0):
         took: list[float] = []
         with stub_model_server(delay_s=delay, served_ms=took) as port:
-            r = run_lean(_cfg(port), "tf-direct", users=1, duration_s=1.5, rows=1)
+            r = run_lean(_cfg(port), "tf-direct", users=1, duration_s=1.2, rows=1)
         assert r["failures"] == 0 and r["requests"] > 200
-        p50[delay], served[delay] = r["latency"]["p50"], statistics.median(took)
-    added, really_added = p50[0.0013] - p50[0.0], served[0.0013] - served[0.0]
+        p50.append(r["latency"]["p50"])
+        served.append(statistics.median(took))
+    drift = abs(p50[2] - p50[0])
+    added, really_added = p50[1] - (p50[0] + p50[2]) / 2, served[1] - (served[0] + served[2]) / 2
     assert 1.29 <= really_added < 2.0, served
-    assert abs(added - really_added) <= 0.1, (p50, served)
+    assert abs(added - really_added) <= 0.1 + min(drift, 0.15), (p50, served)
 
 
 def test_interleaving_keeps_the_machines_drift_out_of_a_hops_cost() -> None:
