@@ -78,9 +78,9 @@ def test_a_short_bench_measures_the_users_model(
 
     monkeypatch.setenv("SERVECOMPARE_MODELS", str(user_registry))
     opts = BenchOptions(
-        users=[1], rows=[1, 4], duration_s=0.5, trials=1, max_trials=1,
-        targets=["tf-direct", "torch-direct", "gateway-tf", "gateway-compare"], startup=False, overhead=False,
-        slo_ms=None, models=["mine"],
+        users=[1], rows=[1, 4], duration_s=0.5, trials=1, max_trials=1, verdict_trials=1, verdict_max_trials=1,
+        load_warmup_s=0.3, targets=["tf-direct", "torch-direct", "gateway-tf", "gateway-compare"], startup=False,
+        overhead=False, slo_ms=None, models=["mine"],
     )  # fmt: skip
     summary = bench(opts, tmp_path, log=lambda _: None)
     assert {p["target"] for p in summary["points"]} == set(opts.targets)

@@ -27,6 +27,8 @@ def test_short_benchmark_writes_a_complete_report(native_stack, tmp_path) -> Non
         trials=3,
         max_trials=3,
         verdict_trials=3,
+        verdict_max_trials=3,
+        load_warmup_s=0.3,
         startup_repeats=2,
         slo_ms=1000,
         slo_arrivals=20,

@@ -90,7 +90,8 @@ def test_endpoints_cost_comes_from_prometheus_or_is_not_measured(prometheus: tup
 # ---- the bench contract: a short run gives a complete summary.json ------------------------------------------------
 def short() -> BenchOptions:
     return BenchOptions(users=[1, 2], rows=[1], duration_s=0.5, trials=2, max_trials=2, verdict_trials=2,
-                        slo_ms=1000, slo_arrivals=30, slo_max_steps=2, slo_refine_steps=0, slo_start_rps=20,
+                        verdict_max_trials=2, load_warmup_s=0.3, slo_ms=1000, slo_arrivals=30, slo_max_steps=2,
+                        slo_refine_steps=0, slo_start_rps=20,
                         startup=False, overhead=False)  # fmt: skip
 
 
