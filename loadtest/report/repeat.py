@@ -77,6 +77,6 @@ def markdown(rows: list[dict[str, Any]], names: tuple[str, str] = ("run 1", "run
             for r in rows]  # fmt: skip
     agree = sum(r["same"] for r in rows)
     decided = sum(r["same"] and r["first"] != "no verdict" for r in rows)
-    tail = f"{agree} of {len(rows)} verdict lines agree ({decided} of them reached by both runs, the others refused by "
-    tail += "both)."
+    tail = f"{agree} of {len(rows)} verdict lines agree"
+    tail += f" ({decided} reached by both runs, {agree - decided} refused by both)." if agree > decided else "."
     return "\n".join([*head, *body, "", tail])

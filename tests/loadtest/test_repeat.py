@@ -59,4 +59,5 @@ def test_the_table_counts_agreement_and_decisions(monkeypatch: pytest.MonkeyPatc
                    [named("tf", 1.2, 1.1, 1.3), refused("y", dim="start-up")])  # fmt: skip
     text = repeat.markdown(rows, ("A", "B"))
     assert text.splitlines()[0] == "| dimension | A | B | same | why not (or why neither decided) |"
-    assert text.endswith("2 of 2 verdict lines agree (1 of them reached by both runs, the others refused by both).")
+    assert text.endswith("2 of 2 verdict lines agree (1 reached by both runs, 1 refused by both).")
+    assert repeat.markdown(rows[:1], ("A", "B")).endswith("1 of 1 verdict lines agree.")
