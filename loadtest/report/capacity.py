@@ -28,16 +28,11 @@ from typing import Any
 import yaml
 
 from loadtest.report.verdict import SIDES, bracket, point_refusals
+from stack.deployments.quantities import cpu_quantity
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "k8s" / "base"
 MANIFEST_OF = {"tf": ("tf-serving.yaml", "tf-serving"), "torch": ("torchserve.yaml", "torchserve")}
 DEFAULT_PLAN_RPS = 10_000.0
-
-
-def cpu_quantity(text: str | int | float) -> float:
-    """Kubernetes CPU quantity in cores: '500m' -> 0.5, '1' -> 1.0, 2 -> 2.0."""
-    s = str(text).strip()
-    return float(s[:-1]) / 1000 if s.endswith("m") else float(s)
 
 
 def pod_cpu(backend: str, manifests: Path = MANIFESTS) -> dict[str, Any]:

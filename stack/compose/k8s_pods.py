@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from stack.config import MODELS_DIR, ROOT, StackConfig
+from stack.deployments.quantities import cpu_quantity, memory_quantity
 
 LABEL = "servecompare-k8s-pods"
 NETWORK = "servecompare-k8s-pods"
@@ -334,13 +335,9 @@ def _limit_args(limits: dict[str, str]) -> list[str]:
     """A container's resources.limits as `docker run` flags: cpu ("1", "500m") -> --cpus, memory ("2Gi") -> --memory."""
     args = []
     if "cpu" in limits:
-        cpu = str(limits["cpu"])
-        args += ["--cpus", str(int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))]
+        args += ["--cpus", str(cpu_quantity(limits["cpu"]))]
     if "memory" in limits:
-        units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
-        mem = str(limits["memory"])
-        unit = next((u for u in sorted(units, key=len, reverse=True) if mem.endswith(u)), "")
-        args += ["--memory", str(int(float(mem.removesuffix(unit) or 0) * units.get(unit, 1)))]
+        args += ["--memory", str(memory_quantity(limits["memory"]))]
     return args
 
 
