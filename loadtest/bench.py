@@ -303,7 +303,7 @@ def is_stable(runs: list[dict[str, Any]], within: float) -> bool:
     if len(runs) < 2 or any(_good(r) == 0 for r in runs):
         return False
     last = runs[-(AGREE + 1):]
-    groups = itertools.combinations(last, min(AGREE, len(last))) if len(last) > AGREE else [last]
+    groups = itertools.combinations(last, AGREE) if len(last) > AGREE else [last]
     for kept in groups:
         rps = [r["rps"] for r in kept]
         p50 = [r["latency"]["p50"] or 0.0 for r in kept]
@@ -319,10 +319,6 @@ def _good(run: dict[str, Any]) -> int:
 def verdict_point(opts: BenchOptions, target: str, rows: int, batching: str) -> bool:
     """The points the report's verdict reads: each side called directly, batching off, the fewest rows."""
     return target in ("tf-direct", "torch-direct") and batching == "off" and rows == min(opts.rows)
-
-
-def verdict_bounds(opts: BenchOptions) -> tuple[int, int]:
-    return opts.verdict_bounds()
 
 
 def sweep(
@@ -341,7 +337,7 @@ def sweep(
         key = ("sweep", model, batching, rows, users)
         by_target: dict[str, list[dict[str, Any]]] = {t: [] for t in opts.targets}
         wanted = {
-            t: verdict_bounds(opts)
+            t: opts.verdict_bounds()
             if verdict_point(opts, t, rows, batching) else (opts.trials, opts.max_trials)
             for t in opts.targets
         }  # fmt: skip
@@ -639,7 +635,7 @@ def bench_plan(opts: BenchOptions, stack: Running | None = None) -> list[Stage]:
             for rows in rows_list if opts.load_warmup_s > 0 else []:
                 stages.append(Stage(("warmup", model, mode, rows), 1, len(opts.targets) * (opts.load_warmup_s + 1)))
             for rows, users in itertools.product(rows_list, opts.users):
-                most = sum(verdict_bounds(opts)[1] if verdict_point(opts, t, rows, mode)
+                most = sum(opts.verdict_bounds()[1] if verdict_point(opts, t, rows, mode)
                            else opts.max_trials for t in opts.targets)  # fmt: skip
                 stages.append(Stage(("sweep", model, mode, rows, users), most, trial_s))
             if opts.overhead and mode == "off" and gateway_targets and not external and i == 0:

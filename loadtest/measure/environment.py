@@ -69,6 +69,6 @@ def trials_text(opts: Any) -> str:
     least, most = opts.verdict_bounds()
     text = (f"{opts.trials} to {opts.max_trials} per point ({least} to {most} for the points the verdict reads), "
             f"interleaved, until the last 3 agree within {opts.stable_within:.0%}; {each}")  # fmt: skip
-    if getattr(opts, "load_warmup_s", 0):
+    if opts.load_warmup_s:
         text += f"; every target first warmed under load for {opts.load_warmup_s:g} s"
     return text
