@@ -4,12 +4,12 @@ At 64 rows, decoding a body into Python floats (msgspec, with the rules: ~95 µs
 and a passthrough does not. Most bodies are plain: `{"instances": [[0.0, 0.3125, ...], ...]}`, one key, every
 number written with a point and no exponent. For those the rules (gateway/schemas.py) can be read off the bytes:
 - well-formed JSON: msgspec parses it without building anything (`msgspec.Raw`), refusing what any parser would;
-- the shape, one comparison: with digits, points, minus signs and whitespace taken out, the body must be exactly
-  `{"instances":[[,,...,],...,[,,...,]]}` with `width - 1` commas in every row. So: one key, once, no escape, no
-  other string, no boolean, null, NaN, Infinity, exponent or nested value; at least one row, each of `width` numbers;
-- every number has a point (as many points as numbers), so a number at or beyond 1e6 has 7 digits before its point
-  (JSON allows no leading zero): any such body goes to the validators (1000000.0 itself included). With no
-  exponent, every number is finite.
+- the shape, one comparison: with digits, minus signs and whitespace taken out, the body must be exactly
+  `{"instances":[[.,.,...,.],...,[.,.,...,.]]}` with `width` points in every row. So: one key, once, no escape, no
+  other string, no boolean, null, NaN, Infinity, exponent or nested value; at least one row, each of `width`
+  numbers, each with one point;
+- so a number at or beyond 1e6 has 7 digits before its point (JSON allows no leading zero): any such body goes to
+  the validators (1000000.0 itself included). With no exponent, every number is finite.
 
 Whatever this does not take (None: integers, exponents, any other spelling) is judged as before: msgspec's typed
 accept, then pydantic's verdict and messages. It only ever accepts what those accept, with the same rows (a property
@@ -30,20 +30,21 @@ _RAW = msgspec.json.Decoder(msgspec.Raw)
 
 @functools.lru_cache(maxsize=1024)
 def _skeleton(rows: int, width: int) -> bytes:
-    """What a plain body of `rows` x `width` numbers leaves once its digits, points, signs and spaces are out."""
-    return _HEAD + b",".join([b"[" + b"," * (width - 1) + b"]"] * rows) + _TAIL
+    """What a plain body of `rows` x `width` numbers leaves once its digits, signs and spaces are out: a point for
+    each number."""
+    return _HEAD + b",".join([b"[" + b".," * (width - 1) + b".]"] * rows) + _TAIL
 
 
 def plain_rows(body: bytes, width: int) -> int | None:
     """The row count of a plain body that is a valid request for rows of `width` features, else None (not
     necessarily invalid: the validators say)."""
     zeros = body.translate(_DIGITS_TO_ZERO, _WHITESPACE_AND_MINUS)  # {"instances":[[0.0,0.0000,...],[...]]}
-    skeleton = zeros.translate(None, b"0.")
-    rows, extra = divmod(len(skeleton) - len(_HEAD) - len(_TAIL) + 1, width + 2)
+    skeleton = zeros.translate(None, b"0")  # {"instances":[[.,.,...,.],[...]]}
+    rows, extra = divmod(len(skeleton) - len(_HEAD) - len(_TAIL) + 1, 2 * width + 2)
     if rows < 1 or extra or skeleton != _skeleton(rows, width) or b'"instances"' not in body:
         return None
-    if zeros.count(b".") != rows * width or b"0000000." in zeros:
-        return None  # a number without a point, or with 7 digits before it
+    if b"0000000." in zeros:
+        return None  # 7 digits before a point: at or beyond 1e6
     try:
         _RAW.decode(body)  # well-formed JSON throughout, nothing after it
     except msgspec.DecodeError:
