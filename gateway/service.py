@@ -5,8 +5,10 @@ The request body is validated straight from the bytes: a plain one (numbers with
 alone (gateway/plain_body.py), others by msgspec, which accepts the valid ones fast (`fast_request`), and
 whatever it refuses is judged by pydantic-core against the `PredictRequest` model the docs show (its verdict,
 its 400/413/422 messages). The body is then forwarded upstream as it came: it already is TF Serving's row format and
-what the TorchServe handler reads. The answer is serialised once with orjson. No stdlib json, no second
-validation of the response model on the way out.
+what the TorchServe handler reads. The backend's answer is validated by msgspec from its bytes
+(gateway/backends/base.py), and its predictions go out as the backend wrote them (`Prediction.text`: the same
+numbers); the answer is serialised once with orjson. No stdlib json, no second validation of the response model
+on the way out.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fastapi import Response
 from pydantic import ValidationError
 
 from gateway.admission import Admission
-from gateway.backends.base import Backend
+from gateway.backends.base import Backend, Prediction
 from gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -84,9 +86,10 @@ def refuse_duplicate_keys(body: bytes) -> None:
         json.loads(body, object_pairs_hook=pairs)
 
 
-async def predict_with(
+async def call_backend(
     backend: Backend, body: bytes, rows: int, metrics: GatewayMetrics, admission: Admission
-) -> dict[str, Any]:
+) -> Prediction:
+    """One upstream call within an admission slot, counted in the metrics."""
     try:
         async with admission.slot(backend.name):
             result = await backend.predict(body, rows)
@@ -94,14 +97,27 @@ async def predict_with(
         metrics.upstream_observe(backend.name, type(exc).__name__, 0.0)
         raise
     metrics.upstream_observe(backend.name, "ok", result.upstream_ms / 1000.0)
+    return result
+
+
+def answer_of(backend: Backend, result: Prediction) -> dict[str, Any]:
+    """The gateway's answer for one backend (PredictResponse). The predictions go out as the backend wrote them
+    where it could be checked that they are exactly the numbers validated (`Prediction.text`), else written anew."""
+    predictions = result.predictions
     return {
         "backend": backend.name,
         "model_name": backend.model_name,
         "model_version": result.model_version,
-        "predictions": result.predictions,
-        "labels": [p.index(max(p)) for p in result.predictions],  # the first of equal maxima, as argmax
+        "predictions": predictions if result.text is None else orjson.Fragment(result.text),
+        "labels": [p.index(max(p)) for p in predictions],  # the first of equal maxima, as argmax
         "upstream_ms": round(result.upstream_ms, 3),
     }
+
+
+async def predict_with(
+    backend: Backend, body: bytes, rows: int, metrics: GatewayMetrics, admission: Admission
+) -> dict[str, Any]:
+    return answer_of(backend, await call_backend(backend, body, rows, metrics, admission))
 
 
 # ---- the three prediction routes, shared by the ASGI fast path (gateway/fastpath.py) and the FastAPI routes -------
@@ -143,9 +159,9 @@ async def predict_routed(
 async def compare(state: Any, scope: MutableMapping[str, Any], body: bytes, model: str | None = None) -> dict[str, Any]:
     served = model_of(state, model)
     rows = valid_rows(body, state.settings, served.rules)
+    backends = [served.backends[name] for name in ("tf", "torch")]
     calls = [
-        asyncio.ensure_future(predict_with(served.backends[name], body, rows, state.metrics, state.admission))
-        for name in ("tf", "torch")
+        asyncio.ensure_future(call_backend(backend, body, rows, state.metrics, state.admission)) for backend in backends
     ]
     try:
         tf, torch = await asyncio.gather(*calls)
@@ -155,9 +171,15 @@ async def compare(state: Any, scope: MutableMapping[str, Any], body: bytes, mode
         await asyncio.gather(*calls, return_exceptions=True)
         raise
     # Both answers were checked to have the same shape (rows x n_classes) before they got here.
-    pairs = zip(tf["predictions"], torch["predictions"], strict=True)
+    pairs = zip(tf.predictions, torch.predictions, strict=True)
     diff = max((abs(a - b) for pa, pb in pairs for a, b in zip(pa, pb, strict=True)), default=0.0)
-    return {"tf": tf, "torch": torch, "max_abs_diff": diff, "labels_agree": tf["labels"] == torch["labels"]}
+    tf_answer, torch_answer = answer_of(backends[0], tf), answer_of(backends[1], torch)
+    return {
+        "tf": tf_answer,
+        "torch": torch_answer,
+        "max_abs_diff": diff,
+        "labels_agree": tf_answer["labels"] == torch_answer["labels"],
+    }
 
 
 def json_response(content: Any) -> Response:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
+import msgspec
 import orjson
-from pydantic import AllowInfNan, BaseModel, Strict, TypeAdapter, ValidationError
 
 from gateway.errors import BackendUnavailable, UpstreamError
 from gateway.upstream import UpstreamClient
@@ -19,6 +20,9 @@ class Prediction:
     predictions: list[list[float]]
     model_version: str
     upstream_ms: float
+    # The predictions as the backend wrote them (checked: the same numbers as `predictions`), passed on in the
+    # gateway's answer without writing 640 floats again; None where there is no such text (gRPC, odd answers).
+    text: bytes | None = None
 
 
 class Backend(Protocol):
@@ -80,10 +84,10 @@ def check_predictions(
 
 async def post_instances(
     client: UpstreamClient, backend: str, path: str, body: bytes, rows: int, n_classes: int
-) -> tuple[list[list[float]], float]:
-    """POST an already-valid `{"instances": ...}` body as it came and return (predictions, upstream ms); every way
-    it can go wrong is mapped: unreachable or 503 -> 503, timeout -> 504, other status or a body that is not
-    predictions -> 502."""
+) -> tuple[list[list[float]], float, bytes | None]:
+    """POST an already-valid `{"instances": ...}` body as it came and return (predictions, upstream ms, their
+    text: see `predictions_text`); every way it can go wrong is mapped: unreachable or 503 -> 503, timeout -> 504,
+    other status or a body that is not predictions -> 502."""
     watch = Stopwatch()
     status, answer = await client.post(path, body)
     elapsed = watch.ms
@@ -95,24 +99,36 @@ async def post_instances(
         raise UpstreamError(
             f"backend '{backend}' answered {status}: {upstream_message(answer, status)}", backend=backend
         )
-    checked = True
-    try:  # the common case, validated in pydantic-core straight from the bytes: finite numbers, no booleans
-        predictions: Any = _ANSWER.validate_json(answer).predictions
-    except ValidationError:  # anything else takes the slow path below, which says what is wrong
-        checked = False
+    try:  # the common case, validated by msgspec straight from the bytes: finite numbers, no booleans
+        predictions: Any = _ANSWER.decode(answer).predictions
+    except msgspec.DecodeError:  # (ValidationError is one) anything else takes the slow path, which says what is wrong
         try:
             doc = orjson.loads(answer)
         except orjson.JSONDecodeError:
             doc = _lenient_json(answer, backend)  # TF Serving writes NaN/Infinity tokens, which strict JSON refuses
         predictions = doc.get("predictions") if isinstance(doc, dict) else None
-    return check_predictions(backend, predictions, rows, n_classes, values_checked=checked), elapsed
+        return check_predictions(backend, predictions, rows, n_classes), elapsed, None
+    checked = check_predictions(backend, predictions, rows, n_classes, values_checked=True)
+    return checked, elapsed, predictions_text(answer)
 
 
-class _Answer(BaseModel):
-    predictions: list[list[Annotated[float, Strict(), AllowInfNan(False)]]]
+def predictions_text(answer: bytes) -> bytes | None:
+    """The predictions array as written in an answer that msgspec decoded (so well-formed JSON whose predictions
+    are finite numbers): the value of `{"predictions": VALUE}` when that is the answer's only key. Another key, or
+    the key twice, puts a string into the slice (numbers hold no quotes): None, and the floats are written instead."""
+    text = answer[answer.find(b":") + 1 : answer.rfind(b"}")].strip()
+    return None if b'"' in text else text
 
 
-_ANSWER = TypeAdapter(_Answer)
+_FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # ints taken, not bools;
+# 1e999 is refused (out of range), as are NaN/Infinity tokens (not JSON): the slow path says what is wrong.
+
+
+class _Answer(msgspec.Struct):
+    predictions: list[list[_FINITE]]
+
+
+_ANSWER = msgspec.json.Decoder(_Answer)  # other keys ignored, as by the slow path
 
 
 def _lenient_json(answer: bytes, backend: str) -> Any:

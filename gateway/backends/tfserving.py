@@ -35,10 +35,10 @@ class TFServingRestBackend:
 
     async def predict(self, body: bytes, rows: int) -> Prediction:
         # The gateway's request is TF Serving's row format: the validated body goes upstream as it came.
-        preds, elapsed = await post_instances(
+        preds, elapsed, text = await post_instances(
             self._client, self.name, f"{self._model_path}:predict", body, rows, self._n_classes
         )
-        return Prediction(preds, self.version, elapsed)
+        return Prediction(preds, self.version, elapsed, text)
 
     def _learn_version(self, status: dict[str, Any]) -> None:
         versions = [v for v in _available_versions(status) if str(v).isdigit()]

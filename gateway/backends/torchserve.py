@@ -28,8 +28,8 @@ class TorchServeBackend:
         self.version = settings.torch_model_version
 
     async def predict(self, body: bytes, rows: int) -> Prediction:
-        preds, elapsed = await post_instances(self._client, self.name, self._path, body, rows, self._n_classes)
-        return Prediction(preds, self.version, elapsed)
+        preds, elapsed, text = await post_instances(self._client, self.name, self._path, body, rows, self._n_classes)
+        return Prediction(preds, self.version, elapsed, text)
 
     async def _describe(self) -> list[dict[str, Any]]:
         models = await get_json(self._management, self.name, f"/models/{self.model_name}", self._readiness_timeout)
