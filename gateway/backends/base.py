@@ -74,7 +74,7 @@ def check_predictions(
                 f"backend '{backend}' returned malformed predictions: row {i} has {got} values, expected {n_classes}",
                 backend=backend,
             )
-        if not values_checked and not all(type(v) in (int, float) and math.isfinite(v) for v in p):
+        if not values_checked and not all(map(_finite_number, p)):
             raise UpstreamError(
                 f"backend '{backend}' returned malformed predictions: row {i} holds a value that is not a number",
                 backend=backend,
@@ -131,12 +131,20 @@ class _Answer(msgspec.Struct):
 _ANSWER = msgspec.json.Decoder(_Answer)  # other keys ignored, as by the slow path
 
 
+def _finite_number(v: object) -> bool:
+    """A float that is finite, or an int a float can hold (json.loads reads 1e400 written as digits as an int, on
+    which math.isfinite would raise OverflowError)."""
+    if type(v) is float:
+        return math.isfinite(v)
+    return type(v) is int and -sys.float_info.max <= v <= sys.float_info.max
+
+
 def _lenient_json(answer: bytes, backend: str) -> Any:
     import json
 
     try:
         return json.loads(answer)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the interpreter's stack
         raise UpstreamError(f"backend '{backend}' answered with invalid JSON", backend=backend) from exc
 
 

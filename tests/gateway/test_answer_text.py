@@ -94,3 +94,22 @@ def test_passed_on_text_makes_a_valid_answer_with_the_same_numbers_and_labels(ro
 def test_an_answer_with_other_keys_is_written_anew_from_its_floats(answer: bytes) -> None:
     got = _through_gateway(answer, answer, "/predict/torch")
     assert got["predictions"] == [PROBS, PROBS]  # the last of a duplicate, as validated; the JSON is well-formed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"predictions": [[1' + b"0" * 400 + b", " + b", ".join([b"0.1"] * 9) + b"]]}",  # an int past a float
+        b'{"predictions": ' + b"[" * 1030 + b"]" * 1030 + b"}",  # deeper than orjson's limit and the json module's
+    ],
+    ids=["huge-integer", "deep-nesting"],
+)
+def test_answers_only_the_lenient_reader_fails_on_are_a_bad_gateway_not_an_internal_error(answer: bytes) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
+        mock.get(f"{TSM}/models/digits").respond(json=[])
+        mock.post(TS_PREDICT).respond(content=answer, headers={"Content-Type": "application/json"})
+        with make_client() as c:
+            r = c.post("/predict/torch", json={"instances": [ROW]})
+    assert r.status_code == 502, r.text
+    assert r.json()["backend"] == "torch"
