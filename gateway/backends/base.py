@@ -107,7 +107,10 @@ async def post_instances(
         except orjson.JSONDecodeError:
             doc = _lenient_json(answer, backend)  # TF Serving writes NaN/Infinity tokens, which strict JSON refuses
         predictions = doc.get("predictions") if isinstance(doc, dict) else None
-        return check_predictions(backend, predictions, rows, n_classes), elapsed, None
+        checked = check_predictions(backend, predictions, rows, n_classes)
+        # As floats, as the fast path has them: orjson writes no int past 64 bits, and json.loads keeps 1e300
+        # written as digits an int.
+        return [[float(v) for v in row] for row in checked], elapsed, None
     checked = check_predictions(backend, predictions, rows, n_classes, values_checked=True)
     return checked, elapsed, predictions_text(answer)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import msgspec
 import pytest
@@ -113,3 +114,37 @@ def test_answers_only_the_lenient_reader_fails_on_are_a_bad_gateway_not_an_inter
             r = c.post("/predict/torch", json={"instances": [ROW]})
     assert r.status_code == 502, r.text
     assert r.json()["backend"] == "torch"
+
+
+BIG = int(sys.float_info.max)  # the largest finite float, written as the 309-digit integer it is
+
+
+@pytest.mark.parametrize(
+    "row",
+    [[BIG, -BIG, -1, 0, 1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0, 0, 0, 0, 1]],
+    ids=["the-largest-integers-a-float-holds", "small-integers"],
+)
+def test_integers_a_float_can_hold_are_numbers_on_the_slow_path_too(row: list[int]) -> None:
+    """NaN under another key sends the answer to the lenient reader, which keeps integers as ints: they are finite
+    numbers (so 200), and the answer writes them as the floats they are (orjson writes no int past 64 bits)."""
+    answer = b'{"note": NaN, "predictions": ' + json.dumps([row]).encode() + b"}"
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
+        mock.get(f"{TSM}/models/digits").respond(json=[])
+        mock.post(TS_PREDICT).respond(content=answer, headers={"Content-Type": "application/json"})
+        with make_client() as c:
+            r = c.post("/predict/torch", json={"instances": [ROW]})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == [[float(v) for v in row]]
+    assert r.json()["labels"] == [row.index(max(row))]
+
+
+def test_an_integer_just_past_the_largest_float_is_a_bad_gateway() -> None:
+    answer = b'{"note": NaN, "predictions": [[' + str(-BIG - 10**292).encode() + b", 0, 0, 0, 0, 0, 0, 0, 0, 1]]}"
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
+        mock.get(f"{TSM}/models/digits").respond(json=[])
+        mock.post(TS_PREDICT).respond(content=answer, headers={"Content-Type": "application/json"})
+        with make_client() as c:
+            r = c.post("/predict/torch", json={"instances": [ROW]})
+    assert r.status_code == 502, r.text
