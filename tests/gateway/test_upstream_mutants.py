@@ -310,7 +310,7 @@ def test_a_get_without_a_timeout_has_the_clients(transport: str) -> None:
 
 
 def test_a_refused_connection_is_a_503_on_every_transport() -> None:
-    """(The message is each library's; the kind and the backend are the gateway's.)"""
+    """(The cause is each library's; the kind, the backend and the start of the message are the gateway's.)"""
     from stack.launcher import free_port
 
     async def run(transport: str) -> Any:
@@ -325,6 +325,7 @@ def test_a_refused_connection_is_a_503_on_every_transport() -> None:
     for transport in TRANSPORTS:
         out = asyncio.run(run(transport))
         assert isinstance(out, BackendUnavailable) and out.extra == {"backend": "tf"}, (transport, out)
+        assert out.message.startswith("backend 'tf' is unreachable: "), (transport, out.message)
 
 
 def test_the_stream_transport_is_built_as_asked_and_forwards_its_headers() -> None:
