@@ -9,6 +9,7 @@ import json
 import math
 import sys
 
+import httpx
 import msgspec
 import pytest
 import respx
@@ -47,14 +48,19 @@ def test_an_answer_with_any_other_key_gives_no_text(answer: bytes) -> None:
     assert predictions_text(answer) is None
 
 
-def _through_gateway(ts_answer: bytes, tf_answer: bytes, route: str) -> dict[str, object]:
+def _post(ts_answer: bytes, tf_answer: bytes, route: str, rows: int = 2) -> httpx.Response:
+    """The gateway's answer to `rows` rows on `route`, the backends answering these bytes."""
     with respx.mock(assert_all_called=False) as mock:
         mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
         mock.get(f"{TSM}/models/digits").respond(json=[])
         mock.post(TS_PREDICT).respond(content=ts_answer, headers={"Content-Type": "application/json"})
         mock.post(TF_PREDICT).respond(content=tf_answer, headers={"Content-Type": "application/json"})
         with make_client() as c:
-            r = c.post(route, json={"instances": [ROW, ROW]})
+            return c.post(route, json={"instances": [ROW] * rows})
+
+
+def _through_gateway(ts_answer: bytes, tf_answer: bytes, route: str) -> dict[str, object]:
+    r = _post(ts_answer, tf_answer, route)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -106,12 +112,7 @@ def test_an_answer_with_other_keys_is_written_anew_from_its_floats(answer: bytes
     ids=["huge-integer", "deep-nesting"],
 )
 def test_answers_only_the_lenient_reader_fails_on_are_a_bad_gateway_not_an_internal_error(answer: bytes) -> None:
-    with respx.mock(assert_all_called=False) as mock:
-        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
-        mock.get(f"{TSM}/models/digits").respond(json=[])
-        mock.post(TS_PREDICT).respond(content=answer, headers={"Content-Type": "application/json"})
-        with make_client() as c:
-            r = c.post("/predict/torch", json={"instances": [ROW]})
+    r = _post(answer, answer, "/predict/torch", rows=1)
     assert r.status_code == 502, r.text
     assert r.json()["backend"] == "torch"
 
@@ -128,12 +129,7 @@ def test_integers_a_float_can_hold_are_numbers_on_the_slow_path_too(row: list[in
     """NaN under another key sends the answer to the lenient reader, which keeps integers as ints: they are finite
     numbers (so 200), and the answer writes them as the floats they are (orjson writes no int past 64 bits)."""
     answer = b'{"note": NaN, "predictions": ' + json.dumps([row]).encode() + b"}"
-    with respx.mock(assert_all_called=False) as mock:
-        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
-        mock.get(f"{TSM}/models/digits").respond(json=[])
-        mock.post(TS_PREDICT).respond(content=answer, headers={"Content-Type": "application/json"})
-        with make_client() as c:
-            r = c.post("/predict/torch", json={"instances": [ROW]})
+    r = _post(answer, answer, "/predict/torch", rows=1)
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == [[float(v) for v in row]]
     assert r.json()["labels"] == [row.index(max(row))]
@@ -141,10 +137,5 @@ def test_integers_a_float_can_hold_are_numbers_on_the_slow_path_too(row: list[in
 
 def test_an_integer_just_past_the_largest_float_is_a_bad_gateway() -> None:
     answer = b'{"note": NaN, "predictions": [[' + str(-BIG - 10**292).encode() + b", 0, 0, 0, 0, 0, 0, 0, 0, 1]]}"
-    with respx.mock(assert_all_called=False) as mock:
-        mock.get(f"{TF}/v1/models/digits").respond(json={"model_version_status": []})
-        mock.get(f"{TSM}/models/digits").respond(json=[])
-        mock.post(TS_PREDICT).respond(content=answer, headers={"Content-Type": "application/json"})
-        with make_client() as c:
-            r = c.post("/predict/torch", json={"instances": [ROW]})
+    r = _post(answer, answer, "/predict/torch", rows=1)
     assert r.status_code == 502, r.text
