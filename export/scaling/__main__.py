@@ -43,6 +43,13 @@ def _free(port: int) -> bool:
     return port_free("127.0.0.1", port)
 
 
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a worker's log (a CI run shows nothing else of it), without TF's start-up chatter."""
+    chatter = ("oneDNN custom operations", "absl::InitializeLog")
+    kept = [line for line in path.read_text(errors="replace").splitlines() if not any(c in line for c in chatter)]
+    return "\n".join(kept[-lines:]) or "(empty)"
+
+
 def run_workers(plan: Plan, work: Path, log_dir: Path | None, timeout_s: float) -> dict:  # type: ignore[type-arg]
     """Start the plan's N workers, wait for all (at most `timeout_s`), return rank 0's result."""
     port = free_ports(plan.workers)
@@ -74,8 +81,10 @@ def run_workers(plan: Plan, work: Path, log_dir: Path | None, timeout_s: float) 
         for rank, proc in enumerate(procs):
             code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             if code != 0:
+                logs[rank].flush()
                 raise RuntimeError(
-                    f"{plan.framework} N={plan.workers}: worker {rank} exited {code}; see {logs[rank].name}"
+                    f"{plan.framework} N={plan.workers}: worker {rank} exited {code}; the end of "
+                    f"{logs[rank].name}:\n{log_tail(Path(logs[rank].name))}"
                 )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{plan.framework} N={plan.workers}: not done within {timeout_s:.0f} s") from exc

@@ -98,3 +98,16 @@ def test_sigterm_stops_the_run_and_every_worker(tmp_path: Path) -> None:
     assert driver.wait(timeout=30) == 130
     _, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, [p.pid for p in alive]
+
+
+def test_two_pytorch_workers_exit_cleanly_run_after_run(tmp_path: Path) -> None:
+    """Once a third of 2-worker runs ended in SIGABRT after the work was done (gloo's run-loop thread taking the GIL
+    during interpreter finalization; torch_ddp now leaves with os._exit): six short runs in a row, each worker's
+    exit status checked (run_workers raises with the end of the worker's log on any other than 0)."""
+    from export.scaling.__main__ import run_workers
+    from export.scaling.plan import make_plan
+
+    plan = make_plan("pytorch", 2, epochs=1, train_rows=256)
+    for _ in range(6):
+        result = run_workers(plan, tmp_path, None, timeout_s=120)
+        assert result["workers"] == 2 and len(result["epoch_seconds"]) == 1
