@@ -358,7 +358,7 @@ class NativeStack:
         while time.monotonic() < deadline:
             for p in procs:
                 if not _alive(p.pid):
-                    raise StackError(f"{p.name} exited during start-up; last log lines:\n{_tail(Path(p.log))}")
+                    raise StackError(f"{p.name} exited during start-up; last log lines:\n{log_tail(Path(p.log))}")
             ok, detail = _probe(svc.ready)
             if ok:
                 log(f"-- {svc.name} ready at {svc.url}")
@@ -522,8 +522,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _tail(path: Path, lines: int = 25) -> str:
+def log_tail(path: Path, lines: int = 25, without: tuple[str, ...] = ()) -> str:
+    """The last `lines` lines of a process's log for an error message, leaving out lines that hold any of `without`
+    (start-up chatter)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
+    return "\n".join([line for line in text if not any(w in line for w in without)][-lines:]) or "(empty)"

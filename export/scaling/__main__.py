@@ -22,10 +22,11 @@ from pathlib import Path
 from export import tensorboard
 from export.scaling.plan import PROBE_ROUNDS, Plan, make_plan, median_ms
 from stack.config import ROOT
-from stack.launcher import free_port
+from stack.launcher import free_port, log_tail
 from stack.lifecycle import die_with_parent, stop_on_signals
 
 MODULES = {"pytorch": "export.scaling.torch_ddp", "tensorflow": "export.scaling.tf_multiworker"}
+TF_CHATTER = ("oneDNN custom operations", "absl::InitializeLog")  # start-up lines of every worker's log
 
 
 def free_ports(count: int) -> int:
@@ -41,13 +42,6 @@ def _free(port: int) -> bool:
     from stack.launcher import port_free
 
     return port_free("127.0.0.1", port)
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    """The last lines of a worker's log (a CI run shows nothing else of it), without TF's start-up chatter."""
-    chatter = ("oneDNN custom operations", "absl::InitializeLog")
-    kept = [line for line in path.read_text(errors="replace").splitlines() if not any(c in line for c in chatter)]
-    return "\n".join(kept[-lines:]) or "(empty)"
 
 
 def run_workers(plan: Plan, work: Path, log_dir: Path | None, timeout_s: float) -> dict:  # type: ignore[type-arg]
@@ -81,10 +75,9 @@ def run_workers(plan: Plan, work: Path, log_dir: Path | None, timeout_s: float) 
         for rank, proc in enumerate(procs):
             code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             if code != 0:
-                logs[rank].flush()
                 raise RuntimeError(
                     f"{plan.framework} N={plan.workers}: worker {rank} exited {code}; the end of "
-                    f"{logs[rank].name}:\n{log_tail(Path(logs[rank].name))}"
+                    f"{logs[rank].name}:\n{log_tail(Path(logs[rank].name), without=TF_CHATTER)}"
                 )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{plan.framework} N={plan.workers}: not done within {timeout_s:.0f} s") from exc

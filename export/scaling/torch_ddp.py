@@ -113,9 +113,9 @@ def probe_split(
 if __name__ == "__main__":
     np.seterr(all="ignore")
     code = main()
-    # Leave without interpreter finalization, as multiprocessing's children do. The gloo process group outlives
-    # destroy_process_group here (DDP's reducer keeps it; its run-loop threads were still there after the group, the
-    # DDP and the model were gone and collected), and during finalization one of those threads took the GIL, was
+    # Leave without interpreter finalization, as multiprocessing's children do. Once a DDP has used it, the gloo
+    # process group's run-loop threads outlive destroy_process_group (still there after the group, the DDP and the
+    # model were gone and collected; after a plain all_reduce they end), and during finalization one took the GIL, was
     # made to exit by CPython, and std::terminate'd the worker: SIGABRT after the work was done, in about a third of
     # 2-worker runs on this machine (gdb: pt_gloo_runloop in take_gil while the main thread ran Py_FinalizeEx).
     # Everything is written and closed by now; only the exit is left.
